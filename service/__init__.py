@@ -1,0 +1,1 @@
+"""Loraplex service: HTTP API, registry, task types and the serving engine."""

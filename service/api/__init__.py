@@ -1,0 +1,1 @@
+"""HTTP API of the service: the FastAPI app, its dependencies and its routes."""

@@ -1,0 +1,1 @@
+"""The shared encoder, its adapted linear layers, heads and the delta format."""

@@ -1,0 +1,1 @@
+"""The registry: SQLAlchemy tables and the queries on them."""

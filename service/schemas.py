@@ -1,0 +1,193 @@
+"""Request and response bodies of the HTTP API.
+
+Response schemas are built from registry rows with `model_validate(row)`. The routes fill in
+those that need more than one row (TaskPublic, AdapterPublic).
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+)
+
+TASK_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+MAX_PREDICT_INPUTS = 1024
+
+
+def as_utc(value: datetime) -> datetime:
+    # SQLite returns naive datetimes even for DateTime(timezone=True) columns. The registry
+    # writes every timestamp in UTC, so a naive value is UTC.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+
+class ORMModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# An uploaded, validated dataset, without its examples.
+class DatasetPublic(ORMModel):
+    id: str
+    name: str
+    task_type: str
+    format: str
+    num_rows: int
+    labels: list[str]
+    label_counts: dict[str, int]
+    warnings: list[str]
+    sha256: str
+    created_at: UtcDatetime
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int
+
+
+# Body of POST /v1/jobs.
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=200,
+            pattern=TASK_NAME_PATTERN,
+            description="Task name: letters, digits, '_', '.' and '-'. Created on first use.",
+        ),
+    ]
+    train_dataset_id: str
+    eval_dataset_id: str | None = None
+    strategy: str = "lora"
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="Strategy options. Omitted ones take their defaults."
+    )
+
+
+# A fine-tuning job and its progress.
+class JobPublic(ORMModel):
+    id: str
+    task: str = Field(validation_alias=AliasChoices("task_name", "task"))
+    status: str
+    progress: float
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float | None
+    metrics: dict[str, Any]
+    warnings: list[str]
+    error: str | None
+    strategy: str
+    hyperparameters: dict[str, Any]
+    train_dataset_id: str
+    eval_dataset_id: str | None
+    adapter_version: int | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+
+    @computed_field
+    @property
+    def eta_seconds(self) -> float | None:
+        """Estimated seconds left, extrapolated from the progress so far. Null unless running."""
+        if self.status != "running" or self.started_at is None or not 0 < self.progress < 1:
+            return None
+        elapsed = (datetime.now(UTC) - self.started_at).total_seconds()
+        return round(max(elapsed, 0.0) * (1 - self.progress) / self.progress, 1)
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+# One point of a job's history: a training loss, an evaluation, or a log line.
+class JobEventPublic(ORMModel):
+    id: int
+    kind: str
+    step: int
+    epoch: float
+    loss: float | None
+    learning_rate: float | None
+    metrics: dict[str, Any]
+    message: str | None
+    created_at: UtcDatetime
+
+
+class JobEventsPublic(BaseModel):
+    data: list[JobEventPublic]
+    count: int
+
+
+# A task and the metrics of its live adapter version.
+class TaskPublic(BaseModel):
+    name: str
+    task_type: str
+    labels: list[str]
+    live_version: int | None
+    metrics: dict[str, Any]
+    adapters_count: int
+    created_at: UtcDatetime
+
+
+class TasksPublic(BaseModel):
+    data: list[TaskPublic]
+    count: int
+
+
+# One trained version of a task, without its delta.
+class AdapterPublic(ORMModel):
+    version: int
+    strategy: str
+    config: dict[str, Any]
+    labels: list[str]
+    metrics: dict[str, Any]
+    size_bytes: int
+    sha256: str
+    base_fingerprint: str
+    job_id: str | None
+    created_at: UtcDatetime
+    live: bool = False
+
+
+class AdaptersPublic(BaseModel):
+    data: list[AdapterPublic]
+    count: int
+
+
+def check_has_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("input is empty or only whitespace. Send the text to classify.")
+    return value
+
+
+# Body of POST /v1/tasks/{task}/predict.
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: Annotated[
+        list[Annotated[str, AfterValidator(check_has_text)]],
+        Field(min_length=1, max_length=MAX_PREDICT_INPUTS, description="Texts to classify."),
+    ]
+
+
+class PredictionPublic(BaseModel):
+    label: str
+    scores: dict[str, float] = Field(description="Score of each label, keyed by label.")
+
+
+class PredictResponse(BaseModel):
+    task: str
+    adapter_version: int
+    predictions: list[PredictionPublic]

@@ -1,0 +1,1 @@
+"""The serving engine: one frozen base, an adapter cache, per-row adapter routing."""

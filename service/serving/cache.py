@@ -1,0 +1,153 @@
+"""The adapter cache: deltas resident in the encoder's slot tables, evicted LRU by bytes.
+
+Slot 0 is never assigned: it is the zero delta that rows without an adapter use. The cache is
+not thread-safe on its own; the engine calls it under its lock.
+"""
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+from service.modeling.delta import Delta
+from service.modeling.encoder import Encoder
+from service.modeling.heads import ClassificationHead
+from service.modeling.slots import clear_slot, grow_slot_tables, write_delta_to_slot
+
+logger = logging.getLogger(__name__)
+
+INITIAL_SLOTS = 8
+
+
+@dataclass
+class LoadedAdapter:
+    """A delta written into a slot, with its head ready to run."""
+
+    adapter_id: str
+    task_name: str
+    version: int
+    slot: int
+    labels: list[str]
+    pooling: str
+    max_length: int
+    head: ClassificationHead
+    nbytes: int
+    pinned: bool = False
+    # Requests between lookup and the end of their forward pass; a slot in use is never evicted.
+    in_use: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class AdapterCache:
+    """Maps adapter ids to slots in `encoder`'s adapted layers, under a byte budget."""
+
+    def __init__(self, encoder: Encoder, budget_bytes: int, max_slots: int = 4096) -> None:
+        self.encoder = encoder
+        self.budget_bytes = budget_bytes
+        self.max_slots = max_slots
+        self.layers = encoder.adapted_layers()
+        self.entries: OrderedDict[str, LoadedAdapter] = OrderedDict()
+        self.num_slots = INITIAL_SLOTS
+        self.free_slots = list(range(INITIAL_SLOTS - 1, 0, -1))
+        self.used_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, adapter_id: str) -> LoadedAdapter | None:
+        loaded = self.entries.get(adapter_id)
+        if loaded is not None:
+            self.entries.move_to_end(adapter_id)
+            loaded.last_used = time.monotonic()
+        return loaded
+
+    def put(self, adapter_id: str, task_name: str, version: int, delta: Delta) -> LoadedAdapter:
+        """Write `delta` into a free slot, evicting least-recently-used adapters as needed."""
+        self._make_room(delta.nbytes)
+        slot = self._take_slot()
+        try:
+            write_delta_to_slot(self.layers, slot, delta, self.num_slots)
+        except ValueError:
+            clear_slot(self.layers, slot)
+            self.free_slots.append(slot)
+            raise
+
+        head = ClassificationHead(self.encoder.config.hidden_size, len(delta.labels), dropout=0.0)
+        head.load_state_dict(delta.head)
+        head.requires_grad_(False).eval()
+        loaded = LoadedAdapter(
+            adapter_id=adapter_id,
+            task_name=task_name,
+            version=version,
+            slot=slot,
+            labels=delta.labels,
+            pooling=delta.pooling,
+            max_length=delta.max_length,
+            head=head,
+            nbytes=delta.nbytes,
+        )
+        self.entries[adapter_id] = loaded
+        self.used_bytes += loaded.nbytes
+        logger.info(
+            "adapter %s (task %s v%d) loaded into slot %d, %d bytes; %d resident",
+            adapter_id,
+            task_name,
+            version,
+            slot,
+            loaded.nbytes,
+            len(self.entries),
+        )
+        return loaded
+
+    def evict(self, adapter_id: str) -> None:
+        loaded = self.entries.pop(adapter_id)
+        clear_slot(self.layers, loaded.slot)
+        self.free_slots.append(loaded.slot)
+        self.used_bytes -= loaded.nbytes
+        logger.info(
+            "adapter %s (task %s v%d) evicted from slot %d",
+            adapter_id,
+            loaded.task_name,
+            loaded.version,
+            loaded.slot,
+        )
+
+    def _make_room(self, nbytes: int) -> None:
+        while self.entries and self.used_bytes + nbytes > self.budget_bytes:
+            victim = self._find_victim()
+            if victim is None:
+                break
+            self.evict(victim)
+
+    def _find_victim(self) -> str | None:
+        """Return the least recently used adapter that is neither pinned nor in use."""
+        return next((k for k, v in self.entries.items() if not v.pinned and not v.in_use), None)
+
+    def _take_slot(self) -> int:
+        if not self.free_slots:
+            if self.num_slots >= self.max_slots:
+                victim = self._find_victim()
+                if victim is None:
+                    raise RuntimeError(
+                        f"All {self.max_slots} adapter slots hold pinned or in-use adapters."
+                    )
+                self.evict(victim)
+            else:
+                grown = min(self.num_slots * 2, self.max_slots)
+                self.free_slots.extend(range(grown - 1, self.num_slots - 1, -1))
+                self.num_slots = grown
+                grow_slot_tables(self.layers, self.num_slots)
+        return self.free_slots.pop()
+
+    @torch.no_grad()
+    def resident_bytes(self) -> int:
+        """Return the bytes held by slot tables and heads."""
+        tables = sum(
+            layer.slot_A.nbytes + layer.slot_B.nbytes
+            for layer in self.layers.values()
+            if layer.slot_A is not None and layer.slot_B is not None
+        )
+        heads = sum(sum(p.nbytes for p in v.head.parameters()) for v in self.entries.values())
+        return tables + heads

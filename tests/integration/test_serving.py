@@ -1,0 +1,134 @@
+"""Serving several tasks from one API process, across restarts and worker crashes."""
+
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.utils.stack import Stack, run_stack, start_process, wait_for_job
+
+pytestmark = pytest.mark.integration
+
+SENTIMENT = {
+    "pos": ["a joy to watch", "brilliant and moving", "great fun", "superb acting"],
+    "neg": ["a waste of time", "dull and lifeless", "awful script", "painfully boring"],
+}
+QUESTION = {
+    "LOC": ["where is the station", "where can I find paris"],
+    "NUM": ["how many cats are there", "how much does it cost"],
+    "HUM": ["who wrote this book", "who is the president"],
+}
+
+
+def make_tsv(examples: dict[str, list[str]], copies: int) -> bytes:
+    lines = ["text\tlabel"]
+    for index in range(copies):
+        for label, texts in examples.items():
+            lines.append(f"{texts[index % len(texts)]} {index}\t{label}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def train_task(
+    stack: Stack, task: str, examples: dict, copies: int = 12, **hyperparameters
+) -> dict:
+    upload = stack.client.post(
+        "/v1/datasets",
+        files={"file": (f"{task}.tsv", make_tsv(examples, copies))},
+        data={"task_type": "text_classification", "name": task},
+    )
+    assert upload.status_code == 201, upload.text
+    submitted = stack.client.post(
+        "/v1/jobs",
+        json={
+            "task": task,
+            "train_dataset_id": upload.json()["id"],
+            "hyperparameters": {"epochs": 1, "batch_size": 8, **hyperparameters},
+        },
+    )
+    assert submitted.status_code == 202, submitted.text
+    return submitted.json()
+
+
+def predict(stack: Stack, task: str, inputs: list[str]) -> dict:
+    response = stack.client.post(f"/v1/tasks/{task}/predict", json={"inputs": inputs})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_two_tasks_interleaved_requests_keep_their_adapters(tmp_path: Path, tiny_model_dir: Path):
+    env = {"LORAPLEX_DATA_DIR": str(tmp_path), "LORAPLEX_BASE_MODEL_DIR": str(tiny_model_dir)}
+    texts = ["great fun 3", "who wrote this", "how many", "dull and lifeless", "where is it"]
+
+    with run_stack(env, log_dir=tmp_path / "logs") as stack:
+        for job in (
+            train_task(stack, "sentiment", SENTIMENT),
+            train_task(stack, "question", QUESTION),
+        ):
+            assert wait_for_job(stack.client, job["id"], timeout=300)["status"] == "succeeded"
+        alone = {
+            (task, text): predict(stack, task, [text])["predictions"][0]
+            for task in ("sentiment", "question")
+            for text in texts
+        }
+        requests = [
+            (task, text) for _ in range(6) for text in texts for task in ("sentiment", "question")
+        ]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda pair: predict(stack, pair[0], [pair[1]]), requests))
+
+    for (task, text), answer in zip(requests, answers, strict=True):
+        prediction = answer["predictions"][0]
+        assert answer["task"] == task
+        assert set(prediction["scores"]) == set(alone[task, text]["scores"])
+        assert prediction["label"] == alone[task, text]["label"]
+        for label, score in prediction["scores"].items():
+            assert score == pytest.approx(alone[task, text]["scores"][label], abs=1e-5)
+
+
+def test_restart_keeps_registry_and_predictions(tmp_path: Path, tiny_model_dir: Path):
+    env = {"LORAPLEX_DATA_DIR": str(tmp_path), "LORAPLEX_BASE_MODEL_DIR": str(tiny_model_dir)}
+    texts = ["great fun", "awful script"]
+
+    with run_stack(env, log_dir=tmp_path / "logs") as stack:
+        job = train_task(stack, "sentiment", SENTIMENT)
+        assert wait_for_job(stack.client, job["id"], timeout=300)["status"] == "succeeded"
+        before = {
+            path: stack.client.get(path).json()
+            for path in ("/v1/datasets", "/v1/jobs", "/v1/tasks", "/v1/tasks/sentiment/adapters")
+        }
+        predictions_before = predict(stack, "sentiment", texts)
+
+    with run_stack(env, log_dir=tmp_path / "logs-after") as stack:
+        after = {path: stack.client.get(path).json() for path in before}
+        predictions_after = predict(stack, "sentiment", texts)
+
+    assert after == before
+    assert predictions_after == predictions_before
+
+
+def test_job_survives_worker_killed_mid_run(tmp_path: Path, tiny_model_dir: Path):
+    env = {"LORAPLEX_DATA_DIR": str(tmp_path), "LORAPLEX_BASE_MODEL_DIR": str(tiny_model_dir)}
+
+    with run_stack(env, log_dir=tmp_path / "logs") as stack:
+        job = train_task(stack, "sentiment", SENTIMENT, copies=60, epochs=40)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            current = stack.client.get(f"/v1/jobs/{job['id']}").json()
+            if current["status"] == "running" and current["step"] > 0:
+                break
+            time.sleep(0.1)
+        assert current["status"] == "running", current
+
+        stack.processes["worker"].send_signal(signal.SIGKILL)
+        stack.processes["worker"].wait(timeout=30)
+        stack.processes["worker"] = start_process("worker", ["worker"], stack.env, stack.log_dir)
+        finished = wait_for_job(stack.client, job["id"], timeout=600)
+        adapters = stack.client.get("/v1/tasks/sentiment/adapters").json()
+        events = stack.client.get(f"/v1/jobs/{job['id']}/events", params={"kind": "log"}).json()
+
+    assert finished["status"] == "succeeded", finished["error"]
+    assert "worker lost; job queued again" in [e["message"] for e in events["data"]]
+    assert [a["version"] for a in adapters["data"]] == [1]

@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from service.modeling.base import build_encoder, read_base_model_spec
+from service.modeling.delta import Delta
+from service.serving.cache import AdapterCache
+
+
+def make_delta(encoder, rank=4, seed=0, labels=("a", "b")):
+    generator = torch.Generator().manual_seed(seed)
+    lora = {}
+    for path, layer in encoder.adapted_layers(["query", "value"]).items():
+        lora[path] = (
+            torch.randn(rank, layer.in_features, generator=generator),
+            torch.randn(layer.out_features, rank, generator=generator),
+        )
+    hidden = encoder.config.hidden_size
+    head = {
+        "classifier.weight": torch.randn(len(labels), hidden),
+        "classifier.bias": torch.zeros(len(labels)),
+    }
+    return Delta("lora", "text_classification", list(labels), "f" * 64, "mean", 32, 1.0, lora, head)
+
+
+@pytest.fixture
+def encoder(tiny_model_dir):
+    return build_encoder(read_base_model_spec(tiny_model_dir))
+
+
+def test_cache_evicts_least_recently_used_over_budget(encoder):
+    nbytes = make_delta(encoder).nbytes
+    cache = AdapterCache(encoder, budget_bytes=2 * nbytes)
+    cache.put("one", "t1", 1, make_delta(encoder, seed=1))
+    cache.put("two", "t2", 1, make_delta(encoder, seed=2))
+    cache.get("one")
+
+    cache.put("three", "t3", 1, make_delta(encoder, seed=3))
+
+    assert set(cache.entries) == {"one", "three"}
+    assert cache.used_bytes == 2 * nbytes
+
+
+def test_cache_never_evicts_pinned_adapter(encoder):
+    nbytes = make_delta(encoder).nbytes
+    cache = AdapterCache(encoder, budget_bytes=nbytes)
+    cache.put("pinned", "t1", 1, make_delta(encoder, seed=1)).pinned = True
+
+    cache.put("other", "t2", 1, make_delta(encoder, seed=2))
+    cache.put("third", "t3", 1, make_delta(encoder, seed=3))
+
+    assert "pinned" in cache.entries
+    assert "third" in cache.entries
+    assert "other" not in cache.entries
+
+
+def test_cache_never_evicts_adapter_in_use(encoder):
+    nbytes = make_delta(encoder).nbytes
+    cache = AdapterCache(encoder, budget_bytes=nbytes)
+    cache.put("busy", "t1", 1, make_delta(encoder, seed=1)).in_use = 1
+
+    cache.put("next", "t2", 1, make_delta(encoder, seed=2))
+
+    assert {"busy", "next"} <= set(cache.entries)
+
+
+def test_evicted_slot_is_reused_clean(encoder):
+    nbytes = make_delta(encoder).nbytes
+    cache = AdapterCache(encoder, budget_bytes=nbytes)
+    first = cache.put("one", "t1", 1, make_delta(encoder, seed=1))
+    slot = first.slot
+
+    second = cache.put("two", "t2", 1, make_delta(encoder, rank=2, seed=2))
+
+    assert second.slot == slot
+    layer = next(iter(encoder.adapted_layers(["query"]).values()))
+    assert torch.count_nonzero(layer.slot_A[slot, 2:]) == 0
+
+
+def test_cache_grows_slot_tables_past_initial_size(encoder):
+    cache = AdapterCache(encoder, budget_bytes=1 << 30)
+
+    loaded = [cache.put(f"a{i}", f"t{i}", 1, make_delta(encoder, seed=i)) for i in range(20)]
+
+    assert len({entry.slot for entry in loaded}) == 20
+    assert 0 not in {entry.slot for entry in loaded}
+    assert cache.num_slots >= 21

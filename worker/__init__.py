@@ -1,0 +1,1 @@
+"""Loraplex worker: the Celery app and the trainer."""

@@ -1,0 +1,294 @@
+"""Running one fine-tuning job: read it from the registry, train, register the adapter.
+
+`run_training_job` is idempotent: a job already finished is skipped, a job delivered again
+after a worker crash trains again from the start, and the unique `adapters.job_id` column
+means it registers at most one adapter version.
+"""
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from service.config import Settings
+from service.datasets import decode_examples
+from service.db import session_scope
+from service.hyperparameters import parse_hyperparameters
+from service.modeling.base import fingerprint_base_model, load_tokenizer, read_base_model_spec
+from service.modeling.delta import serialize_delta, sha256_hex
+from service.queue import enqueue_training_job
+from service.registry.models import (
+    FINISHED_STATUSES,
+    Adapter,
+    Dataset,
+    Job,
+    JobEvent,
+    JobStatus,
+    Task,
+)
+from worker.trainer.callbacks import TrainerCallback, TrainerState
+from worker.trainer.data import stratified_split
+from worker.trainer.loop import ClassificationTrainer, TrainingResult
+
+logger = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside the training loop when the job's status became `cancelled`."""
+
+
+class JobInputError(ValueError):
+    """Raised when a job's datasets cannot be trained on; the message is shown to the user."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RegistryProgress(TrainerCallback):
+    """Writes progress, the loss curve and eval results to the registry; stops on cancel."""
+
+    def __init__(self, job_id: str, database_url: str) -> None:
+        self.job_id = job_id
+        self.database_url = database_url
+
+    def on_train_begin(self, state: TrainerState) -> None:
+        self._write(state, JobEvent(job_id=self.job_id, kind="log", message="training started"))
+
+    def on_log(self, state: TrainerState) -> None:
+        event = JobEvent(
+            job_id=self.job_id,
+            kind="train",
+            step=state.step,
+            epoch=state.epoch,
+            loss=state.loss,
+            learning_rate=state.learning_rate,
+        )
+        self._write(state, event)
+
+    def on_evaluate(self, state: TrainerState, metrics: dict[str, float]) -> None:
+        event = JobEvent(
+            job_id=self.job_id, kind="eval", step=state.step, epoch=state.epoch, metrics=metrics
+        )
+        self._write(state, event, metrics=metrics)
+        logger.info("job %s epoch %d eval %s", self.job_id, metrics.get("epoch", 0), metrics)
+
+    def _write(self, state: TrainerState, event: JobEvent, metrics: dict | None = None) -> None:
+        with session_scope(self.database_url) as session:
+            job = session.get(Job, self.job_id)
+            if job is None or job.status == JobStatus.cancelled:
+                raise JobCancelled(self.job_id)
+            job.step = state.step
+            job.total_steps = state.total_steps
+            job.epoch = state.epoch
+            job.progress = state.step / state.total_steps if state.total_steps else 0.0
+            job.loss = state.loss
+            job.heartbeat_at = utcnow()
+            if metrics is not None:
+                job.metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+            session.add(event)
+
+
+def run_training_job(job_id: str, settings: Settings) -> None:
+    """Train the job `job_id` and register its adapter; record any failure on the job."""
+    url = settings.database_url
+    loaded = _start_job(job_id, url, settings.job_stale_after_s)
+    if loaded is None:
+        return
+    strategy, hyperparameters, train_examples, eval_examples, labels = loaded
+
+    try:
+        result = _train(
+            job_id, settings, strategy, hyperparameters, train_examples, eval_examples, labels
+        )
+    except JobCancelled:
+        logger.info("job %s cancelled while running; nothing registered", job_id)
+        return
+    except (JobInputError, ValueError) as exc:
+        _fail_job(job_id, url, str(exc))
+        logger.warning("job %s failed: %s", job_id, exc)
+        return
+    except Exception as exc:
+        _fail_job(
+            job_id, url, f"training failed with an internal error: {type(exc).__name__}: {exc}"
+        )
+        logger.exception("job %s failed with an internal error", job_id)
+        return
+
+    _register_adapter(job_id, url, strategy, result)
+
+
+def _heartbeat_is_fresh(job: Job, stale_after_s: int) -> bool:
+    if job.heartbeat_at is None:
+        return False
+    heartbeat = job.heartbeat_at
+    if heartbeat.tzinfo is None:  # SQLite returns naive datetimes
+        heartbeat = heartbeat.replace(tzinfo=UTC)
+    return utcnow() - heartbeat < timedelta(seconds=stale_after_s)
+
+
+def _start_job(job_id: str, url: str, stale_after_s: int):
+    with session_scope(url) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            logger.warning("job %s not found in the registry; skipping the message", job_id)
+            return None
+        if job.status in FINISHED_STATUSES:
+            logger.info("job %s already %s; skipping the message", job_id, job.status)
+            return None
+
+        if job.status == JobStatus.running:
+            if _heartbeat_is_fresh(job, stale_after_s):
+                logger.info("job %s is running on another worker; skipping the duplicate", job_id)
+                return None
+            logger.warning("job %s was running when its worker stopped; training it again", job_id)
+        job.status = JobStatus.running
+        job.started_at = job.started_at or utcnow()
+        job.heartbeat_at = utcnow()
+        job.attempts += 1
+        job.error = None
+        logger.info("job %s started (attempt %d, task %s)", job_id, job.attempts, job.task_name)
+
+        try:
+            hyperparameters = parse_hyperparameters(job.strategy, job.hyperparameters)
+            train_dataset = session.get(Dataset, job.train_dataset_id)
+            eval_dataset = (
+                session.get(Dataset, job.eval_dataset_id) if job.eval_dataset_id else None
+            )
+            if train_dataset is None:
+                raise JobInputError(f"training dataset {job.train_dataset_id} no longer exists")
+            train_examples = decode_examples(train_dataset.content)
+            labels = list(train_dataset.labels)
+            if eval_dataset is not None:
+                eval_examples = decode_examples(eval_dataset.content)
+            else:
+                train_rows, eval_rows = stratified_split(
+                    [e["label"] for e in train_examples],
+                    hyperparameters.eval_fraction,
+                    hyperparameters.seed,
+                )
+                eval_examples = [train_examples[i] for i in eval_rows]
+                train_examples = [train_examples[i] for i in train_rows]
+            unknown = sorted({e["label"] for e in eval_examples} - set(labels))
+            if unknown:
+                raise JobInputError(
+                    f"the eval dataset has labels {unknown[:5]} that the training dataset lacks; "
+                    "upload an eval set with the training labels only"
+                )
+        except ValueError as exc:
+            job.status = JobStatus.failed
+            job.error = str(exc)
+            job.finished_at = utcnow()
+            logger.warning("job %s failed before training: %s", job_id, exc)
+            return None
+        return job.strategy, hyperparameters, train_examples, eval_examples, labels
+
+
+def _train(
+    job_id, settings, strategy, hyperparameters, train_examples, eval_examples, labels
+) -> TrainingResult:
+    base_dir = settings.resolved_base_model_dir
+    trainer = ClassificationTrainer(
+        spec=read_base_model_spec(base_dir),
+        tokenizer=load_tokenizer(base_dir),
+        fingerprint=fingerprint_base_model(base_dir),
+        strategy=strategy,
+        hyperparameters=hyperparameters,
+        train_examples=train_examples,
+        eval_examples=eval_examples,
+        labels=labels,
+        callbacks=[RegistryProgress(job_id, settings.database_url)],
+    )
+    return trainer.fit()
+
+
+def _register_adapter(job_id: str, url: str, strategy: str, result: TrainingResult) -> None:
+    delta_bytes = serialize_delta(result.delta)
+    with session_scope(url) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status == JobStatus.cancelled:
+            logger.info("job %s was cancelled before registration; adapter dropped", job_id)
+            return
+        # Lock the task row so concurrent jobs of one task take distinct version numbers.
+        task = session.get(Task, job.task_id, with_for_update=True)
+        adapter = session.scalar(select(Adapter).where(Adapter.job_id == job_id))
+        if adapter is None:
+            latest = session.scalar(
+                select(func.max(Adapter.version)).where(Adapter.task_id == task.id)
+            )
+            adapter = Adapter(
+                task_id=task.id,
+                version=(latest or 0) + 1,
+                strategy=strategy,
+                config=job.hyperparameters,
+                labels=result.delta.labels,
+                base_fingerprint=result.delta.base_fingerprint,
+                delta=delta_bytes,
+                sha256=sha256_hex(delta_bytes),
+                size_bytes=len(delta_bytes),
+                metrics={**result.metrics, "best_epoch": result.best_epoch},
+                job_id=job_id,
+            )
+            session.add(adapter)
+            task.live_version = adapter.version
+            task.labels = result.delta.labels
+
+        job.status = JobStatus.succeeded
+        job.adapter_version = adapter.version
+        job.metrics = {
+            **result.metrics,
+            "best_epoch": result.best_epoch,
+            "train_samples_per_second": round(result.train_samples_per_second, 2),
+        }
+        job.progress = 1.0
+        job.finished_at = utcnow()
+        session.add(
+            JobEvent(
+                job_id=job_id, kind="log", message=f"registered adapter version {adapter.version}"
+            )
+        )
+    logger.info(
+        "job %s succeeded: task %s version %d, %s, delta %d bytes",
+        job_id,
+        job.task_name,
+        adapter.version,
+        result.metrics,
+        len(delta_bytes),
+    )
+
+
+def _fail_job(job_id: str, url: str, message: str) -> None:
+    with session_scope(url) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status == JobStatus.cancelled:
+            return
+        job.status = JobStatus.failed
+        job.error = message
+        job.finished_at = utcnow()
+        session.add(JobEvent(job_id=job_id, kind="log", message=f"failed: {message}"))
+
+
+def recover_orphaned_jobs(settings: Settings, *, all_running: bool) -> list[str]:
+    """Queue again the running jobs whose worker is gone, and return their ids.
+
+    A job is orphaned when its heartbeat is older than `settings.job_stale_after_s`, or, with
+    `all_running` (the embedded mode, which has exactly one worker, calling at its start),
+    whenever it is marked running. Its broker message may be lost: kombu's SQLite transport
+    never delivers a message again once a killed worker took it.
+    """
+    recovered = []
+    with session_scope(settings.database_url) as session:
+        running = session.scalars(select(Job).where(Job.status == JobStatus.running)).all()
+        for job in running:
+            if not all_running and _heartbeat_is_fresh(job, settings.job_stale_after_s):
+                continue
+            job.status = JobStatus.queued
+            job.heartbeat_at = None
+            session.add(
+                JobEvent(job_id=job.id, kind="log", message="worker lost; job queued again")
+            )
+            recovered.append(job.id)
+    for job_id in recovered:
+        logger.warning("job %s was orphaned by a lost worker; queued again", job_id)
+        enqueue_training_job(job_id, settings)
+    return recovered
