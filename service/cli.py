@@ -7,6 +7,8 @@ HTTP as a client would.
 
 import argparse
 import csv
+import ctypes
+import fcntl
 import io
 import logging
 import os
@@ -25,10 +27,12 @@ from pathlib import Path
 import httpx
 
 from service.config import get_settings
+from service.queue import declare_broker_queue
 
 logger = logging.getLogger("loraplex")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+PR_SET_PDEATHSIG = 1  # prctl option, from <linux/prctl.h>
 WORKER_STOP_TIMEOUT_S = 20  # grace period of a warm worker shutdown before SIGKILL
 DEMO_DATA_DIR = Path(".loraplex-demo")
 DEMO_READY_TIMEOUT_S = 180  # the first start imports torch and creates the SQLite files
@@ -54,7 +58,10 @@ def echo(message: str = "") -> None:
 def run_migrate(args: argparse.Namespace) -> int:
     from service.migrate import upgrade_to_head
 
-    upgrade_to_head(get_settings().database_url)
+    settings = get_settings()
+    upgrade_to_head(settings.database_url)
+    declare_broker_queue(settings)
+    declare_broker_queue(settings)
     return 0
 
 
@@ -101,7 +108,37 @@ def build_worker_command(concurrency: int) -> list[str]:
     ]
 
 
+def lock_embedded_worker(data_dir: Path) -> bool:
+    """Take the embedded mode's one-worker lock on `data_dir`; return False if it is held.
+
+    The embedded mode has exactly one worker, which at start queues again every job left
+    `running`; a second worker on the same folder would train those jobs twice. The lock is
+    held by an inheritable file descriptor, so it stays with the Celery process after exec
+    and is released by the kernel when that process ends, however it ends.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "worker.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        logger.error(
+            "another worker (pid %s) is running on %s; stop it before starting a new one",
+            holder,
+            data_dir,
+        )
+        return False
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    os.set_inheritable(fd, True)
+    return True
+
+
 def run_worker(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if settings.is_embedded and not lock_embedded_worker(settings.data_dir):
+        return 2
     command = build_worker_command(args.concurrency)
     logger.info("starting worker: %s", " ".join(command[1:]))
     # exec, not a child process: signals from a supervisor reach Celery directly.
@@ -126,6 +163,15 @@ def stop_process(process: subprocess.Popen, name: str, timeout: float) -> None:
         process.kill()
         process.wait()
     logger.info("%s stopped with exit code %s", name, process.returncode)
+
+
+def stop_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this child when its parent dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: `up` still stops the worker on a normal exit
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -157,7 +203,11 @@ def run_up(args: argparse.Namespace) -> int:
 
     # A session of its own keeps a terminal's Ctrl+C away from the worker, which this
     # process stops after the API.
-    worker = subprocess.Popen([sys.executable, "-m", "service", "worker"], start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "service", "worker"],
+        start_new_session=True,
+        preexec_fn=stop_with_parent,
+    )
     logger.info("worker started (pid %d)", worker.pid)
     stopping = threading.Event()
     worker_failed = threading.Event()

@@ -43,6 +43,24 @@ class Settings(BaseSettings):
     adapter_cache_mb: int = Field(
         default=256, description="Byte budget of the serving engine's adapter cache, in MiB."
     )
+    serve_device: str = Field(
+        default="auto", description="Serving device: auto (CUDA when present), cpu or cuda."
+    )
+    serve_dtype: str = Field(
+        default="auto",
+        description="Serving weights dtype: auto (float32 on CPU, bfloat16 or float16 on CUDA), "
+        "float32, bfloat16 or float16.",
+    )
+    max_batch_rows: int = Field(default=64, description="Rows per serving forward pass.")
+    max_batch_tokens: int = Field(
+        default=8192, description="Padded tokens (rows x width) per serving forward pass."
+    )
+    max_wait_ms: float = Field(
+        default=3.0, description="How long the micro-batcher waits for more rows, in ms."
+    )
+    preload_tasks: int = Field(
+        default=16, description="Live adapters of the N busiest or pinned tasks loaded at start."
+    )
     job_stale_after_s: int = Field(
         default=300,
         description="Seconds without a heartbeat after which a running job counts as orphaned "

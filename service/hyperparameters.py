@@ -1,18 +1,48 @@
 """Hyperparameters of fine-tuning jobs, validated at submission and read again by the worker.
 
 The API validates `POST /v1/jobs` bodies with these models, so a bad value is rejected with a
-422 that names the field before any job is queued; the worker parses the stored copy again.
+422 that names the field before any job is queued. The worker parses the stored copy again.
+
+TrainingHyperparameters                 every strategy (linear_probe uses these alone)
+└── EncoderTrainingHyperparameters      strategies that train encoder weights
+    ├── LoraHyperparameters             lora
+    ├── AdapterHyperparameters          adapter
+    ├── IA3Hyperparameters              ia3
+    └── DenseHyperparameters            dense updates, compressed or kept dense
+        ├── FreezeBottomHyperparameters freeze_bottom
+        ├── GradualUnfreezeHyperparameters gradual_unfreeze
+        └── FullHyperparameters         full
 """
 
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Linear layers of a BERT-family block that LoRA can target: the attention projections, the
 # attention output projection, and the feed-forward input and output projections.
 LORA_TARGETS = ("query", "key", "value", "attention_output", "intermediate", "output")
 
-STRATEGIES = ("lora",)
+STRATEGIES = (
+    "lora",
+    "adapter",
+    "ia3",
+    "linear_probe",
+    "freeze_bottom",
+    "gradual_unfreeze",
+    "full",
+)
+
+# Strategies whose trained encoder weights are a dense update of the base.
+DENSE_STRATEGIES = ("freeze_bottom", "gradual_unfreeze", "full")
+
+
+class InitFrom(BaseModel):
+    """An existing adapter version that a job starts from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Annotated[str, Field(min_length=1, max_length=200, description="Task name.")]
+    version: Annotated[int, Field(ge=1, description="Adapter version of that task.")]
 
 
 class TrainingHyperparameters(BaseModel):
@@ -22,7 +52,8 @@ class TrainingHyperparameters(BaseModel):
 
     epochs: Annotated[int, Field(ge=1, le=100, description="Passes over the training set.")] = 3
     learning_rate: Annotated[
-        float, Field(gt=0, le=1, description="Peak learning rate of the trained encoder weights.")
+        float,
+        Field(gt=0, le=1, description="Peak learning rate of the trained encoder weights."),
     ] = 1e-3
     head_learning_rate: Annotated[
         float, Field(gt=0, le=1, description="Peak learning rate of the task head.")
@@ -30,13 +61,36 @@ class TrainingHyperparameters(BaseModel):
     batch_size: Annotated[int, Field(ge=1, le=1024, description="Examples per optimizer step.")] = (
         32
     )
+    micro_batch_size: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=1024,
+            description="Examples per forward and backward pass; gradients of the micro-batches "
+            "of one step are accumulated. None uses batch_size (no accumulation).",
+        ),
+    ] = None
     max_length: Annotated[
         int, Field(ge=8, le=512, description="Tokens kept per input, special tokens included.")
     ] = 128
+    head_dropout: Annotated[
+        float, Field(ge=0, lt=1, description="Dropout on the pooled vector before the head.")
+    ] = 0.1
     warmup_ratio: Annotated[
         float, Field(ge=0, lt=1, description="Share of steps with a linear warmup.")
     ] = 0.06
-    weight_decay: Annotated[float, Field(ge=0, le=1, description="AdamW decoupled decay.")] = 0.01
+    warmup_steps: Annotated[
+        int | None,
+        Field(ge=0, description="Optimizer steps of linear warmup; overrides warmup_ratio."),
+    ] = None
+    lr_schedule: Annotated[
+        Literal["linear", "cosine", "constant"],
+        Field(description="Learning-rate decay after the warmup."),
+    ] = "linear"
+    weight_decay: Annotated[
+        float,
+        Field(ge=0, le=1, description="AdamW decoupled decay of matrices (not biases or norms)."),
+    ] = 0.01
     max_grad_norm: Annotated[
         float, Field(ge=0, description="Global-norm clipping threshold; 0 turns it off.")
     ] = 1.0
@@ -49,9 +103,103 @@ class TrainingHyperparameters(BaseModel):
         bool | None,
         Field(description="bf16 autocast; None uses it where the CPU or GPU supports it."),
     ] = None
+    fp16: Annotated[
+        bool,
+        Field(
+            description="fp16 autocast with loss scaling (CUDA only); fp32 master weights either "
+            "way."
+        ),
+    ] = False
+    metric_for_best_model: Annotated[
+        Literal["accuracy", "macro_f1"],
+        Field(description="Eval metric that selects the best epoch and drives early stopping."),
+    ] = "accuracy"
+    early_stopping_patience: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="Stop after this many evaluations without improvement; None never stops "
+            "early.",
+        ),
+    ] = None
+    init_from: Annotated[
+        InitFrom | None,
+        Field(description="Start from this adapter version of the same task or base model."),
+    ] = None
+    replay_fraction: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=1,
+            description="Share of the init_from version's training rows sampled into every epoch.",
+        ),
+    ] = 0.0
+
+    @model_validator(mode="after")
+    def check_options(self) -> Self:
+        if self.bf16 and self.fp16:
+            raise ValueError("bf16 and fp16 are both set; choose one mixed-precision type")
+        if self.replay_fraction > 0 and self.init_from is None:
+            raise ValueError("replay_fraction needs init_from, the version whose data is replayed")
+        return self
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step."""
+        micro = self.micro_batch_size or self.batch_size
+        return -(-self.batch_size // micro)
 
 
-class LoraHyperparameters(TrainingHyperparameters):
+class LinearProbeHyperparameters(TrainingHyperparameters):
+    """Options of `linear_probe`: only the head trains, on frozen features computed once."""
+
+    epochs: Annotated[int, Field(ge=1, le=1000, description="Passes over the training set.")] = 30
+    head_learning_rate: Annotated[
+        float, Field(gt=0, le=1, description="Peak learning rate of the task head.")
+    ] = 1e-2
+
+
+class EncoderTrainingHyperparameters(TrainingHyperparameters):
+    """Options of the strategies that train encoder weights (added or the base's own)."""
+
+    layer_lr_decay: Annotated[
+        float,
+        Field(
+            ge=1,
+            le=10,
+            description="Discriminative learning rates: layer l below the top block trains at "
+            "learning_rate / layer_lr_decay**(top - l); the embeddings are the bottom layer. "
+            "1 gives every layer the same rate.",
+        ),
+    ] = 1.0
+    l2sp_lambda: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="L2-SP penalty lambda*||theta - theta_start||^2 on the trained encoder "
+            "weights; 0 turns it off.",
+        ),
+    ] = 0.0
+    ewc_lambda: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="EWC penalty lambda*sum(F*(theta - theta_start)^2), with the diagonal "
+            "Fisher F of the init_from version on its own training data; 0 turns it off.",
+        ),
+    ] = 0.0
+    ewc_fisher_samples: Annotated[
+        int, Field(ge=1, le=100_000, description="Training rows of init_from used for F.")
+    ] = 256
+
+    @model_validator(mode="after")
+    def check_ewc(self) -> Self:
+        if self.ewc_lambda > 0 and self.init_from is None:
+            raise ValueError("ewc_lambda needs init_from, the version whose Fisher anchors EWC")
+        return self
+
+
+class LoraHyperparameters(EncoderTrainingHyperparameters):
     """Options of the `lora` strategy: a low-rank update B·A on chosen linear layers."""
 
     lora_rank: Annotated[int, Field(ge=1, le=256, description="Rank r of the update.")] = 8
@@ -61,6 +209,9 @@ class LoraHyperparameters(TrainingHyperparameters):
     lora_dropout: Annotated[float, Field(ge=0, lt=1, description="Dropout on the LoRA input.")] = (
         0.1
     )
+    use_rslora: Annotated[
+        bool, Field(description="Rank-stabilised scale alpha/sqrt(r) instead of alpha/r.")
+    ] = False
     target_modules: Annotated[
         list[str], Field(min_length=1, description=f"Linear layers to adapt: {LORA_TARGETS}.")
     ] = list(LORA_TARGETS)
@@ -74,7 +225,91 @@ class LoraHyperparameters(TrainingHyperparameters):
         return sorted(set(value), key=LORA_TARGETS.index)
 
 
-HYPERPARAMETER_MODELS: dict[str, type[TrainingHyperparameters]] = {"lora": LoraHyperparameters}
+class AdapterHyperparameters(EncoderTrainingHyperparameters):
+    """Options of `adapter`: bottleneck adapters after the attention and feed-forward outputs."""
+
+    bottleneck_size: Annotated[
+        int, Field(ge=1, le=4096, description="Width m of the adapter's down-projection.")
+    ] = 64
+
+
+class IA3Hyperparameters(EncoderTrainingHyperparameters):
+    """Options of `ia3`: learned scales of keys, values and the feed-forward activation."""
+
+    learning_rate: Annotated[
+        float,
+        Field(gt=0, le=1, description="Peak learning rate of the scaling vectors."),
+    ] = 3e-2
+
+
+class DenseHyperparameters(EncoderTrainingHyperparameters):
+    """Options shared by the strategies that update the base's own weights."""
+
+    learning_rate: Annotated[
+        float,
+        Field(gt=0, le=1, description="Peak learning rate of the top encoder block."),
+    ] = 3e-4
+    layer_lr_decay: Annotated[
+        float,
+        Field(
+            ge=1,
+            le=10,
+            description="Discriminative learning rates: layer l below the top block trains at "
+            "learning_rate / layer_lr_decay**(top - l); the embeddings are the bottom layer. "
+            "1 gives every layer the same rate.",
+        ),
+    ] = 2.6
+    svd_rank: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=1024,
+            description="Rank of the truncated SVD that turns each weight matrix's update into "
+            "a LoRA-shaped delta served from the shared base.",
+        ),
+    ] = 32
+    keep_dense: Annotated[
+        bool,
+        Field(
+            description="Store the dense update instead of compressing it; it is then served "
+            "by a dedicated copy of the encoder."
+        ),
+    ] = False
+
+
+class FreezeBottomHyperparameters(DenseHyperparameters):
+    """Options of `freeze_bottom`: the embeddings and the bottom blocks stay frozen."""
+
+    frozen_blocks: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=128,
+            description="Blocks k frozen from the bottom, below the trained ones; None freezes "
+            "the bottom half (rounded down).",
+        ),
+    ] = None
+
+
+class GradualUnfreezeHyperparameters(DenseHyperparameters):
+    """Options of `gradual_unfreeze`: the head first, then one more block per epoch, top down."""
+
+    epochs: Annotated[int, Field(ge=1, le=100, description="Passes over the training set.")] = 4
+
+
+class FullHyperparameters(DenseHyperparameters):
+    """Options of `full`: every encoder weight trains."""
+
+
+HYPERPARAMETER_MODELS: dict[str, type[TrainingHyperparameters]] = {
+    "lora": LoraHyperparameters,
+    "adapter": AdapterHyperparameters,
+    "ia3": IA3Hyperparameters,
+    "linear_probe": LinearProbeHyperparameters,
+    "freeze_bottom": FreezeBottomHyperparameters,
+    "gradual_unfreeze": GradualUnfreezeHyperparameters,
+    "full": FullHyperparameters,
+}
 
 
 def parse_hyperparameters(strategy: str, values: dict | None) -> TrainingHyperparameters:

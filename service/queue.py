@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from celery import Celery
+from kombu import Connection
 from kombu.utils.url import maybe_sanitize_url
 from sqlalchemy import make_url
 
@@ -63,3 +64,23 @@ def enqueue_training_job(job_id: str, settings: Settings | None = None) -> None:
     client = get_celery_client(settings.broker_url)
     client.send_task(TRAIN_JOB_TASK, args=[job_id], queue=settings.queue)
     logger.info("job %s sent to queue %s", job_id, settings.queue)
+
+
+def declare_broker_queue(settings: Settings) -> None:
+    """Create the SQLite broker's tables and the job queue's row before any process uses them.
+
+    kombu's SQLAlchemy transport creates them on first use, and when the API and a new worker
+    both do so at the same moment on one SQLite file, one of them fails on the unique queue
+    name. `loraplex migrate` and `loraplex up` call this first, so neither process has to.
+    """
+    if not settings.broker_url.startswith(("sqla+", "sqlalchemy+")):
+        return
+    create_broker_dir(settings.broker_url)
+    options = broker_transport_options(settings.broker_url)
+    with Connection(settings.broker_url, transport_options=options) as connection:
+        channel = connection.channel()
+        try:
+            channel.queue_declare(queue=settings.queue)
+        finally:
+            channel.close()
+    logger.info("broker queue %s declared", settings.queue)

@@ -5,7 +5,7 @@ those that need more than one row (TaskPublic, AdapterPublic).
 """
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -14,10 +14,18 @@ from pydantic import (
     ConfigDict,
     Field,
     computed_field,
+    field_validator,
 )
 
-TASK_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# A task name starts with a letter or digit, so "." and ".." (which clients drop from URLs)
+# are never names.
+TASK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MAX_PREDICT_INPUTS = 1024
+MAX_FANOUT_TASKS = 256
+# Characters of one predict input, and of all inputs of one request: a request over them
+# would hold the forward thread for minutes and delay every other task's predictions.
+MAX_INPUT_CHARS = 100_000
+MAX_REQUEST_CHARS = 2_000_000
 
 
 def as_utc(value: datetime) -> datetime:
@@ -45,6 +53,7 @@ class DatasetPublic(ORMModel):
     labels: list[str]
     label_counts: dict[str, int]
     warnings: list[str]
+    stats: dict[str, Any]
     sha256: str
     created_at: UtcDatetime
 
@@ -136,6 +145,9 @@ class TaskPublic(BaseModel):
     task_type: str
     labels: list[str]
     live_version: int | None
+    promotion_policy: str
+    pinned: bool
+    predictions_count: int
     metrics: dict[str, Any]
     adapters_count: int
     created_at: UtcDatetime
@@ -172,22 +184,93 @@ def check_has_text(value: str) -> str:
     return value
 
 
+def count_chars(value: str | dict[str, Any]) -> int:
+    if isinstance(value, str):
+        return len(value)
+    return sum(len(v) if isinstance(v, str) else len(str(v)) for v in value.values())
+
+
+def check_input(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    if count_chars(value) > MAX_INPUT_CHARS:
+        raise ValueError(
+            f"input has {count_chars(value)} characters; the maximum is {MAX_INPUT_CHARS}. "
+            "Split the text into several inputs."
+        )
+    if isinstance(value, str):
+        return check_has_text(value)
+    return value
+
+
+def check_request_size(inputs: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+    total = sum(count_chars(value) for value in inputs)
+    if total > MAX_REQUEST_CHARS:
+        raise ValueError(
+            f"inputs have {total} characters in all; the maximum per request is "
+            f"{MAX_REQUEST_CHARS}. Send them in several requests."
+        )
+    return inputs
+
+
+# One input: a text, or an object of texts such as {"text", "text_pair"} or
+# {"question", "context"}, as the task type expects.
+PredictInput = Annotated[str | dict[str, Any], AfterValidator(check_input)]
+
+
 # Body of POST /v1/tasks/{task}/predict.
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: Annotated[
-        list[Annotated[str, AfterValidator(check_has_text)]],
-        Field(min_length=1, max_length=MAX_PREDICT_INPUTS, description="Texts to classify."),
+        list[PredictInput],
+        Field(min_length=1, max_length=MAX_PREDICT_INPUTS, description="Inputs to predict on."),
+        AfterValidator(check_request_size),
     ]
-
-
-class PredictionPublic(BaseModel):
-    label: str
-    scores: dict[str, float] = Field(description="Score of each label, keyed by label.")
 
 
 class PredictResponse(BaseModel):
     task: str
     adapter_version: int
-    predictions: list[PredictionPublic]
+    predictions: list[dict[str, Any]] = Field(
+        description="One per input. Classification: {label, scores}; see the README for the "
+        "other task types."
+    )
+
+
+# Body of PATCH /v1/tasks/{task}: the serving settings of a task.
+class TaskUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    promotion_policy: Literal["manual", "always", "if_better"] | None = Field(
+        default=None,
+        description="What a succeeded job does: manual (wait for promote), always (go live), "
+        "if_better (go live if its eval metric is at least the live version's).",
+    )
+    pinned: bool | None = Field(
+        default=None, description="Keep the live adapter in every serving cache."
+    )
+
+
+# Body of POST /v1/predict: every input through every task.
+class FanOutRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: Annotated[
+        list[str], Field(min_length=1, max_length=MAX_FANOUT_TASKS, description="Task names.")
+    ]
+    inputs: Annotated[
+        list[PredictInput],
+        Field(min_length=1, max_length=MAX_PREDICT_INPUTS, description="Inputs to predict on."),
+        AfterValidator(check_request_size),
+    ]
+
+    @field_validator("tasks")
+    @classmethod
+    def check_unique_tasks(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({name for name in value if value.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"tasks {duplicates} are listed more than once; list each once.")
+        return value
+
+
+class FanOutResponse(BaseModel):
+    results: list[PredictResponse]

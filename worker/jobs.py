@@ -6,16 +6,18 @@ means it registers at most one adapter version.
 """
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.datasets import decode_examples
 from service.db import session_scope
-from service.hyperparameters import parse_hyperparameters
+from service.hyperparameters import TrainingHyperparameters, parse_hyperparameters
 from service.modeling.base import fingerprint_base_model, load_tokenizer, read_base_model_spec
-from service.modeling.delta import serialize_delta, sha256_hex
+from service.modeling.delta import Delta, deserialize_delta, serialize_delta, sha256_hex
 from service.queue import enqueue_training_job
 from service.registry.models import (
     FINISHED_STATUSES,
@@ -26,6 +28,7 @@ from service.registry.models import (
     JobStatus,
     Task,
 )
+from worker.heartbeat import heartbeat
 from worker.trainer.callbacks import TrainerCallback, TrainerState
 from worker.trainer.data import stratified_split
 from worker.trainer.loop import ClassificationTrainer, TrainingResult
@@ -43,6 +46,20 @@ class JobInputError(ValueError):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class JobInputs:
+    """A job's training inputs, read from the registry when it starts."""
+
+    strategy: str
+    hyperparameters: TrainingHyperparameters
+    train_examples: list[dict]
+    eval_examples: list[dict]
+    labels: list[str]
+    # The init_from version's delta and training rows (empty unless replay or EWC needs them).
+    init_delta: Delta | None = None
+    init_examples: list[dict] = field(default_factory=list)
 
 
 class RegistryProgress(TrainerCallback):
@@ -92,15 +109,14 @@ class RegistryProgress(TrainerCallback):
 def run_training_job(job_id: str, settings: Settings) -> None:
     """Train the job `job_id` and register its adapter; record any failure on the job."""
     url = settings.database_url
-    loaded = _start_job(job_id, url, settings.job_stale_after_s)
-    if loaded is None:
+    inputs = _start_job(job_id, url, settings.job_stale_after_s)
+    if inputs is None:
         return
-    strategy, hyperparameters, train_examples, eval_examples, labels = loaded
 
     try:
-        result = _train(
-            job_id, settings, strategy, hyperparameters, train_examples, eval_examples, labels
-        )
+        # A beat every quarter of the timeout keeps a healthy job from looking orphaned.
+        with heartbeat(job_id, url, max(1.0, settings.job_stale_after_s / 4)):
+            result = _train(job_id, settings, inputs)
     except JobCancelled:
         logger.info("job %s cancelled while running; nothing registered", job_id)
         return
@@ -115,7 +131,7 @@ def run_training_job(job_id: str, settings: Settings) -> None:
         logger.exception("job %s failed with an internal error", job_id)
         return
 
-    _register_adapter(job_id, url, strategy, result)
+    _register_adapter(job_id, url, inputs, result)
 
 
 def _heartbeat_is_fresh(job: Job, stale_after_s: int) -> bool:
@@ -127,7 +143,7 @@ def _heartbeat_is_fresh(job: Job, stale_after_s: int) -> bool:
     return utcnow() - heartbeat < timedelta(seconds=stale_after_s)
 
 
-def _start_job(job_id: str, url: str, stale_after_s: int):
+def _start_job(job_id: str, url: str, stale_after_s: int) -> JobInputs | None:
     with session_scope(url) as session:
         job = session.get(Job, job_id)
         if job is None:
@@ -175,34 +191,94 @@ def _start_job(job_id: str, url: str, stale_after_s: int):
                     f"the eval dataset has labels {unknown[:5]} that the training dataset lacks; "
                     "upload an eval set with the training labels only"
                 )
+            inputs = JobInputs(job.strategy, hyperparameters, train_examples, eval_examples, labels)
+            if hyperparameters.init_from is not None:
+                _load_init_from(session, inputs)
         except ValueError as exc:
             job.status = JobStatus.failed
             job.error = str(exc)
             job.finished_at = utcnow()
             logger.warning("job %s failed before training: %s", job_id, exc)
             return None
-        return job.strategy, hyperparameters, train_examples, eval_examples, labels
+        return inputs
 
 
-def _train(
-    job_id, settings, strategy, hyperparameters, train_examples, eval_examples, labels
-) -> TrainingResult:
+def _load_init_from(session: Session, inputs: JobInputs) -> None:
+    """Read the init_from version's delta and, when replay or EWC needs them, its training rows.
+
+    Raises:
+        JobInputError: the version does not exist, or its training rows are needed but unknown.
+    """
+    hyperparameters = inputs.hyperparameters
+    reference = hyperparameters.init_from
+    assert reference is not None
+    task = session.scalar(select(Task).where(Task.name == reference.task))
+    if task is None:
+        raise JobInputError(f"init_from task {reference.task!r} not found")
+    adapter = session.scalar(
+        select(Adapter).where(Adapter.task_id == task.id, Adapter.version == reference.version)
+    )
+    if adapter is None:
+        raise JobInputError(
+            f"init_from version {reference.version} of task {reference.task!r} not found"
+        )
+    inputs.init_delta = deserialize_delta(adapter.delta)
+    logger.info(
+        "job continues from task %s version %d (%s)",
+        reference.task,
+        reference.version,
+        adapter.strategy,
+    )
+
+    if hyperparameters.replay_fraction == 0 and getattr(hyperparameters, "ewc_lambda", 0) == 0:
+        return
+    source_job = session.get(Job, adapter.job_id) if adapter.job_id else None
+    dataset = session.get(Dataset, source_job.train_dataset_id) if source_job else None
+    if source_job is None or dataset is None:
+        raise JobInputError(
+            f"version {reference.version} of task {reference.task!r} has no training dataset "
+            "in the registry, so it cannot be replayed or anchor EWC; set replay_fraction and "
+            "ewc_lambda to 0"
+        )
+    examples = decode_examples(dataset.content)
+    if source_job.eval_dataset_id is None:
+        # That job held out a stratified eval split, so replay only the rows it trained on.
+        source_hyperparameters = source_job.hyperparameters
+        train_rows, _ = stratified_split(
+            [e["label"] for e in examples],
+            source_hyperparameters.get("eval_fraction", 0.1),
+            source_hyperparameters.get("seed", 0),
+        )
+        examples = [examples[i] for i in train_rows]
+    inputs.init_examples = examples
+
+
+def _train(job_id: str, settings: Settings, inputs: JobInputs) -> TrainingResult:
     base_dir = settings.resolved_base_model_dir
+    fingerprint = fingerprint_base_model(base_dir)
+    if inputs.init_delta is not None and inputs.init_delta.base_fingerprint != fingerprint:
+        raise JobInputError(
+            f"the init_from version was trained on base model "
+            f"{inputs.init_delta.base_fingerprint[:12]}, but this worker runs "
+            f"{fingerprint[:12]}; continue from a version trained on this base"
+        )
     trainer = ClassificationTrainer(
         spec=read_base_model_spec(base_dir),
         tokenizer=load_tokenizer(base_dir),
-        fingerprint=fingerprint_base_model(base_dir),
-        strategy=strategy,
-        hyperparameters=hyperparameters,
-        train_examples=train_examples,
-        eval_examples=eval_examples,
-        labels=labels,
+        fingerprint=fingerprint,
+        strategy=inputs.strategy,
+        hyperparameters=inputs.hyperparameters,
+        train_examples=inputs.train_examples,
+        eval_examples=inputs.eval_examples,
+        labels=inputs.labels,
         callbacks=[RegistryProgress(job_id, settings.database_url)],
+        init_delta=inputs.init_delta,
+        init_examples=inputs.init_examples,
     )
     return trainer.fit()
 
 
-def _register_adapter(job_id: str, url: str, strategy: str, result: TrainingResult) -> None:
+def _register_adapter(job_id: str, url: str, inputs: JobInputs, result: TrainingResult) -> None:
     delta_bytes = serialize_delta(result.delta)
     with session_scope(url) as session:
         job = session.get(Job, job_id)
@@ -219,14 +295,14 @@ def _register_adapter(job_id: str, url: str, strategy: str, result: TrainingResu
             adapter = Adapter(
                 task_id=task.id,
                 version=(latest or 0) + 1,
-                strategy=strategy,
-                config=job.hyperparameters,
+                strategy=inputs.strategy,
+                config=inputs.hyperparameters.model_dump(mode="json"),
                 labels=result.delta.labels,
                 base_fingerprint=result.delta.base_fingerprint,
                 delta=delta_bytes,
                 sha256=sha256_hex(delta_bytes),
                 size_bytes=len(delta_bytes),
-                metrics={**result.metrics, "best_epoch": result.best_epoch},
+                metrics={**result.metrics, **result.report, "best_epoch": result.best_epoch},
                 job_id=job_id,
             )
             session.add(adapter)
@@ -237,6 +313,7 @@ def _register_adapter(job_id: str, url: str, strategy: str, result: TrainingResu
         job.adapter_version = adapter.version
         job.metrics = {
             **result.metrics,
+            **result.report,
             "best_epoch": result.best_epoch,
             "train_samples_per_second": round(result.train_samples_per_second, 2),
         }

@@ -6,7 +6,8 @@ per line, so that the trainer can read them back without knowing the original fo
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -14,12 +15,15 @@ class DatasetReport:
     """Result of parsing and validating one uploaded file."""
 
     task_type: str
-    format: str  # resolved format: "csv", "tsv" or "jsonl"
+    format: str  # resolved format: "csv", "tsv", "jsonl", "conll" or "squad"
     examples: list[dict]  # normalised examples, in file order
-    labels: list[str]  # sorted label set, numeric-looking labels in numeric order
-    label_counts: dict[str, int]  # examples per label, in the order of `labels`
+    labels: list[str]  # the task type's label list (see its module), empty for regression
+    label_counts: dict[str, int]  # examples per label, or entities per type for NER
     warnings: list[str]  # human-readable sentences about data quality
     num_rows: int  # number of examples, so len(examples)
+    # Summary figures that are not warnings, such as a regression target's "min", "max"
+    # and "mean", or the "articles" of a SQuAD file. JSON-serialisable values only.
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def encode_examples(examples: list[dict]) -> bytes:
@@ -59,7 +63,24 @@ def normalise_text(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+def overlap_key(example: dict) -> str:
+    """Return the comparison key of an example's input, of any task type.
+
+    The key is the normalised "text", followed by a tab and the normalised "text_pair" when
+    the example has one. Token classification examples use their "tokens" joined by spaces,
+    and extractive QA examples their "question" and "context".
+    """
+    if "tokens" in example:
+        return normalise_text(" ".join(example["tokens"]))
+    if "question" in example:
+        return normalise_text(example["question"]) + "\t" + normalise_text(example["context"])
+    key = normalise_text(example["text"])
+    if "text_pair" in example:
+        key += "\t" + normalise_text(example["text_pair"])
+    return key
+
+
 def find_overlap(train: list[dict], eval: list[dict]) -> int:
-    """Count the eval examples whose normalised "text" also occurs in train."""
-    train_texts = {normalise_text(example["text"]) for example in train}
-    return sum(1 for example in eval if normalise_text(example["text"]) in train_texts)
+    """Count the eval examples whose input (see overlap_key) also occurs in train."""
+    train_keys = {overlap_key(example) for example in train}
+    return sum(1 for example in eval if overlap_key(example) in train_keys)

@@ -18,6 +18,10 @@ CSV and TSV:
 JSON Lines: each non-blank line is one JSON object, and a column maps to the key of the
 same name as its role unless `mapping` names another key.
 
+The CoNLL and SQuAD formats have one reader each, in the task type that uses them
+(token_classification and extractive_qa). This module resolves their names and extensions,
+and contains the value checks that every task type shares.
+
 Line numbers are 1-based physical lines, counting "\\r\\n", "\\r" and "\\n" as line ends.
 """
 
@@ -27,7 +31,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -36,7 +40,11 @@ from service.datasets.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
+# The formats that read_table reads, and the default formats of a task type.
 SUPPORTED_FORMATS = ("csv", "tsv", "jsonl")
+# Every format of any task type: "conll" is read by token_classification, "squad" by
+# extractive_qa.
+ALL_FORMATS = ("csv", "tsv", "jsonl", "conll", "squad")
 
 _FORMAT_BY_EXTENSION = {
     ".csv": "csv",
@@ -44,6 +52,9 @@ _FORMAT_BY_EXTENSION = {
     ".tab": "tsv",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
+    ".txt": "conll",
+    ".conll": "conll",
+    ".json": "squad",
 }
 
 # The same line ends that io.StringIO(newline="") splits on, so csv.reader counts lines alike.
@@ -59,11 +70,19 @@ class Column:
 
     role: str  # key in the normalised example, and the default JSON key
     known_names: tuple[str, ...]  # lower-case header names recognised without a mapping
+    # The key of `mapping` (and so the parse_dataset argument) that maps this column, when it
+    # differs from the role: a regression "target" is mapped by label_column.
+    mapped_as: str | None = None
+
+    @property
+    def mapping_key(self) -> str:
+        """Key of this column in the caller's mapping, such as "label"."""
+        return self.mapped_as or self.role
 
     @property
     def argument(self) -> str:
         """Name of the parse_dataset argument that maps this column, such as "text_column"."""
-        return f"{self.role}_column"
+        return f"{self.mapping_key}_column"
 
 
 @dataclass(frozen=True)
@@ -89,25 +108,41 @@ class Table:
 HeaderlessGuess = Callable[[list[list[str]]], dict[str, int] | None]
 
 
-def resolve_format(filename: str, format: str | None) -> str:
-    """Return the explicit format if given, else the one implied by the file name extension."""
+def resolve_format(
+    filename: str,
+    format: str | None,
+    *,
+    formats: Sequence[str] = SUPPORTED_FORMATS,
+    task_type: str | None = None,
+) -> str:
+    """Return the explicit format if given, else the one implied by the file name extension.
+
+    Args:
+        filename: the client's file name.
+        format: the format the client passed, or None or "" to infer it.
+        formats: the formats that the task type reads.
+        task_type: the task type, named in the message when a format is not one of `formats`.
+    """
+    for_task_type = f" for task type {task_type!r}" if task_type else ""
     if format is not None and format.strip():
         resolved = format.strip().lower().lstrip(".")
-        if resolved not in SUPPORTED_FORMATS:
+        if resolved not in formats:
             raise DatasetError(
-                f"format {format!r} is not supported. Use one of {', '.join(SUPPORTED_FORMATS)}.",
+                f"format {format!r} is not supported{for_task_type}. Use one of "
+                f"{', '.join(formats)}.",
                 filename=filename,
                 field="format",
             )
         return resolved
 
     extension = PurePath(filename).suffix.lower()
-    if extension in _FORMAT_BY_EXTENSION:
+    if _FORMAT_BY_EXTENSION.get(extension) in formats:
         return _FORMAT_BY_EXTENSION[extension]
+    extensions = [name for name, implied in _FORMAT_BY_EXTENSION.items() if implied in formats]
     raise DatasetError(
-        f"the format cannot be inferred from the extension {extension or '(none)'!r}. "
-        f"Pass format={'|'.join(SUPPORTED_FORMATS)}, or name the file with one of the "
-        f"extensions {', '.join(_FORMAT_BY_EXTENSION)}.",
+        f"the format cannot be inferred from the extension {extension or '(none)'!r}"
+        f"{for_task_type}. Pass format={'|'.join(formats)}, or name the file with one of the "
+        f"extensions {', '.join(extensions)}.",
         filename=filename,
         field="format",
     )
@@ -175,13 +210,9 @@ def json_type_name(value: Any) -> str:
     return "object"
 
 
-def _read_jsonl(
-    text: str, *, filename: str, columns: Sequence[Column], mapping: Mapping[str, str | None]
-) -> Table:
-    keys = {column.role: _requested(mapping, column) or column.role for column in columns}
-    rows = []
-
-    for number, line in enumerate(_LINE_END.split(text), start=1):
+def iter_jsonl_objects(text: str, *, filename: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for each non-blank line of JSON Lines text."""
+    for number, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -200,7 +231,21 @@ def _read_jsonl(
                 filename=filename,
                 line=number,
             )
+        yield number, record
 
+
+def split_lines(text: str) -> list[str]:
+    """Split text at "\\r\\n", "\\r" and "\\n", so that line numbers match csv.reader's."""
+    return _LINE_END.split(text)
+
+
+def _read_jsonl(
+    text: str, *, filename: str, columns: Sequence[Column], mapping: Mapping[str, str | None]
+) -> Table:
+    keys = {column.role: _requested(mapping, column) or column.role for column in columns}
+    rows = []
+
+    for number, record in iter_jsonl_objects(text, filename=filename):
         for column in columns:
             key = keys[column.role]
             if key not in record:
@@ -456,8 +501,14 @@ def _check_distinct(indexes: dict[str, int], columns: Sequence[Column], *, filen
 
 
 def _requested(mapping: Mapping[str, str | None], column: Column) -> str | None:
-    # An empty string, as an HTML form sends for a blank field, counts as not given.
-    value = mapping.get(column.role)
+    return given(mapping.get(column.mapping_key))
+
+
+def given(value: str | None) -> str | None:
+    """Return a mapping value stripped, or None when it is None or blank.
+
+    An empty string, as an HTML form sends for a blank field, counts as not given.
+    """
     if value is None or not value.strip():
         return None
     return value.strip()
@@ -506,3 +557,158 @@ def _preview(cells: list[str]) -> str:
     if len(cells) > _PREVIEW_CELLS:
         quoted_cells.append(f"and {len(cells) - _PREVIEW_CELLS} more")
     return ", ".join(quoted_cells) if quoted_cells else "(nothing)"
+
+
+# Checks and messages shared by the task types. `name` is the value's name in messages,
+# such as "text" or "second text". `record` locates the value in a JSON document (see
+# DatasetError).
+
+
+def read_text(
+    value: Any,
+    *,
+    name: str,
+    filename: str,
+    line: int | None = None,
+    field: str | None = None,
+    record: str | None = None,
+    strip: bool = True,
+) -> str:
+    """Return a non-blank string value, stripped unless strip=False, or raise DatasetError.
+
+    strip=False keeps the value exactly, for a text that character offsets point into.
+    """
+    location: dict[str, Any] = {
+        "filename": filename,
+        "line": line,
+        "field": field,
+        "record": record,
+    }
+    if value is None:
+        raise DatasetError(f"the {name} is null. Every row needs a {name}.", **location)
+    if not isinstance(value, str):
+        raise DatasetError(
+            f"the {name} must be a JSON string, but found a JSON {json_type_name(value)}.",
+            **location,
+        )
+    if not value.strip():
+        raise DatasetError(f"the {name} is empty. Every row needs a non-blank {name}.", **location)
+
+    check_encodable(value, name, **location)
+    return value.strip() if strip else value
+
+
+def read_label(value: Any, *, filename: str, line: int | None, field: str | None) -> str:
+    """Return a label as a string. A JSON label may be a string, an integer or a boolean."""
+    location: dict[str, Any] = {"filename": filename, "line": line, "field": field}
+    # bool is tested before int because bool is a subclass of int.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if value is None:
+        raise DatasetError("the label is null. Every row needs a label.", **location)
+    if not isinstance(value, str):
+        raise DatasetError(
+            f"a label must be a string, an integer or a boolean, but found a JSON "
+            f"{json_type_name(value)} ({preview_value(value)}).",
+            **location,
+        )
+
+    label = value.strip()
+    if not label:
+        raise DatasetError("the label is empty. Every row needs a label.", **location)
+    check_encodable(label, "label", **location)
+    return label
+
+
+def check_encodable(
+    value: str,
+    name: str,
+    *,
+    filename: str,
+    line: int | None = None,
+    field: str | None = None,
+    record: str | None = None,
+) -> None:
+    """Raise DatasetError if the string cannot be stored as UTF-8."""
+    # Strict UTF-8 decoding cannot produce lone surrogates, but a JSON escape such as
+    # "\ud800" can, and such a string cannot be stored as UTF-8.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DatasetError(
+            f"the {name} contains an unpaired surrogate escape (such as \\ud800), which is "
+            "not valid Unicode. Fix the escape sequence in the file.",
+            filename=filename,
+            line=line,
+            field=field,
+            record=record,
+        ) from None
+
+
+def preview_value(value: Any) -> str:
+    """Return repr(value), cut to 40 characters, for quoting a value in a message."""
+    text = repr(value)
+    return text if len(text) <= _PREVIEW_CHARS else text[:_PREVIEW_CHARS] + "..."
+
+
+def percent(part: int, whole: int) -> str:
+    """Format part / whole as a percentage with one decimal, such as "12.5%"."""
+    return f"{100 * part / whole:.1f}%"
+
+
+def join_limited(parts: Sequence[str], limit: int = _PREVIEW_CELLS) -> str:
+    """Join message parts with commas, listing at most `limit` of them and counting the rest."""
+    joined = ", ".join(parts[:limit])
+    if len(parts) > limit:
+        joined += f" and {len(parts) - limit} more"
+    return joined
+
+
+def text_length_warnings(
+    texts: list[str], count_tokens: Callable[[list[str]], list[int]], max_length: int
+) -> list[str]:
+    """Warn about texts longer than max_length tokens, special tokens included."""
+    counts = count_tokens(texts)
+    if len(counts) != len(texts):
+        raise ValueError(f"count_tokens returned {len(counts)} counts for {len(texts)} texts")
+    too_long = sum(1 for count in counts if count > max_length)
+    if not too_long:
+        return []
+    return [
+        f"{too_long} of {len(texts)} texts ({percent(too_long, len(texts))}) are longer than "
+        f"max_length ({max_length} tokens, special tokens included), so only their first "
+        f"{max_length} tokens can be used."
+    ]
+
+
+def pair_length_warnings(
+    texts: list[str],
+    text_pairs: list[str],
+    count_tokens: Callable[[list[str]], list[int]],
+    max_length: int,
+) -> list[str]:
+    """Warn about pairs whose two texts together have more than max_length tokens.
+
+    count_tokens counts one text with its special tokens ([CLS] text [SEP] for BERT). A pair
+    is encoded as [CLS] text [SEP] text_pair [SEP], one token fewer than the two texts
+    counted apart.
+    """
+    text_counts = count_tokens(texts)
+    pair_counts = count_tokens(text_pairs)
+    if len(text_counts) != len(texts) or len(pair_counts) != len(text_pairs):
+        raise ValueError(f"count_tokens returned {len(text_counts)} counts for {len(texts)} texts")
+
+    too_long = sum(
+        1
+        for first, second in zip(text_counts, pair_counts, strict=True)
+        if first + second - 1 > max_length
+    )
+    if not too_long:
+        return []
+    return [
+        f"{too_long} of {len(texts)} pairs ({percent(too_long, len(texts))}) are longer than "
+        f"max_length ({max_length} tokens, special tokens included), so they will be "
+        "truncated to fit."
+    ]

@@ -115,6 +115,9 @@ class SelfAttention(nn.Module):
         self.key = AdaptedLinear(config.hidden_size, config.hidden_size)
         self.value = AdaptedLinear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
+        # A trainer may set its own dropout module on the attention probabilities. In training
+        # mode the scores are then computed explicitly instead of by the fused kernel.
+        self.attention_dropout: nn.Module | None = None
 
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor, route: AdapterRoute | None
@@ -128,9 +131,15 @@ class SelfAttention(nn.Module):
         q = heads(self.query(hidden, route))
         k = heads(self.key(hidden, route))
         v = heads(self.value(hidden, route))
-        context = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
-        )
+        if self.attention_dropout is not None and self.training:
+            # [B, H, T, D] @ [B, H, D, T] -> scores [B, H, T, T]
+            scores = torch.matmul(q, k.transpose(-1, -2)) * self.head_dim**-0.5
+            scores = scores.masked_fill(~mask, float("-inf"))
+            context = torch.matmul(self.attention_dropout(scores.softmax(dim=-1)), v)
+        else:
+            context = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
+            )
         return context.transpose(1, 2).reshape(batch, seq_len, width)
 
 
@@ -146,7 +155,11 @@ class ResidualOutput(nn.Module):
     def forward(
         self, context: torch.Tensor, residual: torch.Tensor, route: AdapterRoute | None
     ) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(context, route)) + residual)
+        pre_norm = self.dropout(self.dense(context, route)) + residual
+        normed = self.LayerNorm(pre_norm)
+        if self.dense.norm_delta is not None:
+            normed = self.dense.norm_delta.apply(normed, pre_norm, self.LayerNorm.eps, route)
+        return normed
 
 
 class Attention(nn.Module):
@@ -211,6 +224,10 @@ class Encoder(nn.Module):
         self.embeddings = Embeddings(config)
         self.encoder = Layers(config)
         self.pooler = Pooler(config) if with_pooler else None
+        # dtype of the hidden states passed between blocks; None keeps the embeddings' dtype.
+        # A trainer under bf16 autocast sets bf16, so the residual stream is not cast back and
+        # forth around every matmul (LayerNorm still normalises in fp32 internally).
+        self.residual_dtype: torch.dtype | None = None
 
     def forward(
         self,
@@ -220,6 +237,8 @@ class Encoder(nn.Module):
         route: AdapterRoute | None = None,
     ) -> torch.Tensor:
         hidden = self.embeddings(input_ids, token_type_ids, attention_mask)
+        if self.residual_dtype is not None:
+            hidden = hidden.to(self.residual_dtype)
         # Boolean mask [B, 1, 1, T]: True where a key may be attended to.
         mask = attention_mask.bool()[:, None, None, :]
         for block in self.encoder.layer:

@@ -25,7 +25,8 @@ def pool(
     if mode == "cls_pooler":
         if encoder is None or encoder.pooler is None:
             raise ValueError("Pooling mode 'cls_pooler' needs an encoder with a pooler layer.")
-        return encoder.pooler(hidden)
+        weight = encoder.pooler.dense.weight
+        return encoder.pooler(hidden.to(weight.dtype)).to(hidden.dtype)
     raise ValueError(f"Unknown pooling mode {mode!r}; expected mean, cls, max or cls_pooler.")
 
 

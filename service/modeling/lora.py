@@ -8,14 +8,25 @@ An `AdaptedLinear` computes base(x) and, on top of it, one of:
 
 The slot tables live in the layer, but which slot a row uses is passed with each forward call,
 so two concurrent calls never share an "active adapter" setting.
+
+The same layer also carries the other strategies' deltas, each trainable or per slot, and each
+the identity until set. They are an (IA)³ scale of the input or output
+(`service.modeling.vectors`), a bias shift, a bottleneck adapter on the output
+(`service.modeling.bottleneck`), and the changes of the LayerNorm that follows the layer's
+residual add (applied by the encoder block).
 """
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from service.modeling.bottleneck import BottleneckAdapter
+    from service.modeling.vectors import LayerNormDelta, ScaleVector, ShiftVector
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,17 @@ class AdaptedLinear(nn.Module):
         self.slot_A: torch.Tensor | None = None
         self.slot_B: torch.Tensor | None = None
         self.filled_slots: set[int] = set()
+
+        # Other strategies' updates, trainable or per slot; None until a trainer or a slot
+        # write sets them. Applied in this order: input scale, linear (+ LoRA), bias shift,
+        # output scale, bottleneck adapter.
+        self.input_scale: ScaleVector | None = None
+        self.bias_shift: ShiftVector | None = None
+        self.output_scale: ScaleVector | None = None
+        self.output_adapter: BottleneckAdapter | None = None
+        # Per-slot changes of the LayerNorm after this layer's residual add: set only on the
+        # output projections of `ResidualOutput`, which applies them.
+        self.norm_delta: LayerNormDelta | None = None
 
     # trainable LoRA
 
@@ -134,9 +156,32 @@ class AdaptedLinear(nn.Module):
             self.slot_B[slot].zero_()
         self.filled_slots.discard(slot)
 
+    def slot_extensions(self) -> list:
+        """Return the per-slot objects other than the LoRA tables that this layer holds."""
+        candidates = (
+            self.input_scale,
+            self.bias_shift,
+            self.output_scale,
+            self.output_adapter,
+            self.norm_delta,
+        )
+        return [extension for extension in candidates if extension is not None]
+
     # forward
 
     def forward(self, x: torch.Tensor, route: AdapterRoute | None = None) -> torch.Tensor:
+        if self.input_scale is not None:
+            x = self.input_scale(x, route)
+        out = self._forward_lora(x, route)
+        if self.bias_shift is not None:
+            out = self.bias_shift(out, route)
+        if self.output_scale is not None:
+            out = self.output_scale(out, route)
+        if self.output_adapter is not None:
+            out = self.output_adapter(out, route)
+        return out
+
+    def _forward_lora(self, x: torch.Tensor, route: AdapterRoute | None) -> torch.Tensor:
         out = F.linear(x, self.weight, self.bias)
 
         if self.lora_A is not None and self.lora_B is not None:
@@ -147,15 +192,17 @@ class AdaptedLinear(nn.Module):
             return out
         if not (route.used & self.filled_slots):
             return out
-        slot_A, slot_B = self.slot_A.to(x.dtype), self.slot_B.to(x.dtype)
 
         if route.single_slot is not None:
             # Fast path: one adapter for the whole batch, two plain matmuls.
-            return out + F.linear(F.linear(x, slot_A[route.single_slot]), slot_B[route.single_slot])
+            lora_A = self.slot_A[route.single_slot].to(x.dtype)
+            lora_B = self.slot_B[route.single_slot].to(x.dtype)
+            return out + F.linear(F.linear(x, lora_A), lora_B)
 
-        # Mixed batch: gather each row's A and B, then batched matmuls over the rows.
+        # Mixed batch: gather each row's A and B (casting only the gathered rows under
+        # autocast), then batched matmuls over the rows.
         # x: [B, T, in] @ A_rowsᵀ: [B, in, R] -> [B, T, R] @ B_rowsᵀ: [B, R, out] -> [B, T, out]
-        rows_A = slot_A.index_select(0, route.slots)
-        rows_B = slot_B.index_select(0, route.slots)
+        rows_A = self.slot_A.index_select(0, route.slots).to(x.dtype)
+        rows_B = self.slot_B.index_select(0, route.slots).to(x.dtype)
         projected = torch.bmm(x, rows_A.transpose(1, 2))
         return torch.baddbmm(out, projected, rows_B.transpose(1, 2))

@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -29,6 +32,14 @@ def new_id() -> str:
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class PromotionPolicy(enum.StrEnum):
+    """What a succeeded job does with the task's live version."""
+
+    manual = "manual"  # the new version waits for POST .../promote
+    always = "always"  # the new version goes live at once
+    if_better = "if_better"  # live only if its eval metric is at least the live version's
 
 
 class JobStatus(enum.StrEnum):
@@ -55,6 +66,8 @@ class Dataset(Base):
     labels: Mapped[list[Any]] = mapped_column(JSON)
     label_counts: Mapped[dict[str, Any]] = mapped_column(JSON)
     warnings: Mapped[list[Any]] = mapped_column(JSON)
+    # Per-task-type figures such as a regression target's range or a QA set's article count.
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer)
     content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
@@ -70,6 +83,13 @@ class Task(Base):
     task_type: Mapped[str] = mapped_column(String(40))
     labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
     live_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    promotion_policy: Mapped[str] = mapped_column(
+        String(20), default=PromotionPolicy.always, server_default="always"
+    )
+    # A pinned task's live adapter is never evicted from a serving engine's cache.
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # Predictions served, flushed by the serving engines; preloading starts with the busiest.
+    predictions_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -19,6 +19,8 @@ from service.modeling.slots import clear_slot, grow_slot_tables, write_delta_to_
 logger = logging.getLogger(__name__)
 
 INITIAL_SLOTS = 8
+# Task types whose head runs on every token rather than on the pooled row.
+TOKEN_LEVEL_TASK_TYPES = frozenset({"token_classification", "extractive_qa"})
 
 
 @dataclass
@@ -29,12 +31,17 @@ class LoadedAdapter:
     task_name: str
     version: int
     slot: int
+    task_type: str
     labels: list[str]
     pooling: str
     max_length: int
     head: ClassificationHead
     nbytes: int
     pinned: bool = False
+    # True when the head runs on every token (NER, QA) instead of on the pooled row.
+    token_level: bool = False
+    # The delta's task-type settings, such as a multi-label threshold or a QA stride.
+    extra: dict[str, str] = field(default_factory=dict)
     # Requests between lookup and the end of their forward pass; a slot in use is never evicted.
     in_use: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -48,6 +55,7 @@ class AdapterCache:
         self.budget_bytes = budget_bytes
         self.max_slots = max_slots
         self.layers = encoder.adapted_layers()
+        self.device = encoder.embeddings.word_embeddings.weight.device
         self.entries: OrderedDict[str, LoadedAdapter] = OrderedDict()
         self.num_slots = INITIAL_SLOTS
         self.free_slots = list(range(INITIAL_SLOTS - 1, 0, -1))
@@ -66,27 +74,34 @@ class AdapterCache:
     def put(self, adapter_id: str, task_name: str, version: int, delta: Delta) -> LoadedAdapter:
         """Write `delta` into a free slot, evicting least-recently-used adapters as needed."""
         self._make_room(delta.nbytes)
-        slot = self._take_slot()
+        # A head-only delta changes nothing in the encoder: its rows use the zero slot and
+        # share encoder passes with every other head-only task.
+        slot = self._take_slot() if delta.has_encoder_update else 0
         try:
             write_delta_to_slot(self.layers, slot, delta, self.num_slots)
         except ValueError:
-            clear_slot(self.layers, slot)
-            self.free_slots.append(slot)
+            if slot:
+                clear_slot(self.layers, slot)
+                self.free_slots.append(slot)
             raise
 
-        head = ClassificationHead(self.encoder.config.hidden_size, len(delta.labels), dropout=0.0)
+        num_outputs = delta.head["classifier.weight"].shape[0]
+        head = ClassificationHead(self.encoder.config.hidden_size, num_outputs, dropout=0.0)
         head.load_state_dict(delta.head)
-        head.requires_grad_(False).eval()
+        head.requires_grad_(False).eval().to(self.device)
         loaded = LoadedAdapter(
             adapter_id=adapter_id,
             task_name=task_name,
             version=version,
             slot=slot,
+            task_type=delta.task_type,
+            token_level=delta.task_type in TOKEN_LEVEL_TASK_TYPES,
             labels=delta.labels,
             pooling=delta.pooling,
             max_length=delta.max_length,
             head=head,
             nbytes=delta.nbytes,
+            extra=dict(delta.extra),
         )
         self.entries[adapter_id] = loaded
         self.used_bytes += loaded.nbytes
@@ -103,8 +118,9 @@ class AdapterCache:
 
     def evict(self, adapter_id: str) -> None:
         loaded = self.entries.pop(adapter_id)
-        clear_slot(self.layers, loaded.slot)
-        self.free_slots.append(loaded.slot)
+        if loaded.slot:
+            clear_slot(self.layers, loaded.slot)
+            self.free_slots.append(loaded.slot)
         self.used_bytes -= loaded.nbytes
         logger.info(
             "adapter %s (task %s v%d) evicted from slot %d",
@@ -113,6 +129,12 @@ class AdapterCache:
             loaded.version,
             loaded.slot,
         )
+
+    def evict_other_versions(self, task_name: str, keep: str) -> None:
+        """Evict the task's other cached versions that no request is using."""
+        for key, loaded in list(self.entries.items()):
+            if key != keep and loaded.task_name == task_name and not loaded.in_use:
+                self.evict(key)
 
     def _make_room(self, nbytes: int) -> None:
         while self.entries and self.used_bytes + nbytes > self.budget_bytes:
@@ -135,7 +157,9 @@ class AdapterCache:
                     )
                 self.evict(victim)
             else:
-                grown = min(self.num_slots * 2, self.max_slots)
+                # Grow by a quarter (at least 8 slots), so that unused slots cost at most
+                # about 25% of the resident deltas' memory.
+                grown = min(max(self.num_slots + 8, self.num_slots * 5 // 4), self.max_slots)
                 self.free_slots.extend(range(grown - 1, self.num_slots - 1, -1))
                 self.num_slots = grown
                 grow_slot_tables(self.layers, self.num_slots)

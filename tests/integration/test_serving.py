@@ -105,7 +105,12 @@ def test_restart_keeps_registry_and_predictions(tmp_path: Path, tiny_model_dir: 
         after = {path: stack.client.get(path).json() for path in before}
         predictions_after = predict(stack, "sentiment", texts)
 
+    # The served-prediction counter is the one field that moves: it was flushed on shutdown.
+    counts = [task.pop("predictions_count") for task in after["/v1/tasks"]["data"]]
+    for task in before["/v1/tasks"]["data"]:
+        task.pop("predictions_count")
     assert after == before
+    assert counts == [len(texts)]
     assert predictions_after == predictions_before
 
 
@@ -132,3 +137,84 @@ def test_job_survives_worker_killed_mid_run(tmp_path: Path, tiny_model_dir: Path
     assert finished["status"] == "succeeded", finished["error"]
     assert "worker lost; job queued again" in [e["message"] for e in events["data"]]
     assert [a["version"] for a in adapters["data"]] == [1]
+
+
+def test_promote_under_concurrent_traffic_never_mixes_versions(
+    tmp_path: Path, tiny_model_dir: Path
+):
+    env = {"LORAPLEX_DATA_DIR": str(tmp_path), "LORAPLEX_BASE_MODEL_DIR": str(tiny_model_dir)}
+    texts = ["great fun 3", "who wrote this", "dull and lifeless", "where is it"]
+
+    with run_stack(env, log_dir=tmp_path / "logs") as stack:
+        jobs = [
+            train_task(stack, "sentiment", SENTIMENT, seed=1),
+            train_task(stack, "question", QUESTION),
+        ]
+        for job in jobs:
+            assert wait_for_job(stack.client, job["id"], timeout=300)["status"] == "succeeded"
+        second = train_task(stack, "sentiment", SENTIMENT, epochs=2, seed=2)
+        assert wait_for_job(stack.client, second["id"], timeout=300)["adapter_version"] == 2
+
+        expected = {}
+        for version in (1, 2):
+            promoted = stack.client.post(f"/v1/tasks/sentiment/adapters/{version}/promote")
+            assert promoted.status_code == 200, promoted.text
+            expected["sentiment", version] = predict(stack, "sentiment", texts)["predictions"]
+        expected["question", 1] = predict(stack, "question", texts)["predictions"]
+        assert expected["sentiment", 1] != expected["sentiment", 2]
+
+        def flip_versions() -> None:
+            for round_index in range(10):
+                stack.client.post(f"/v1/tasks/sentiment/adapters/{1 + round_index % 2}/promote")
+                time.sleep(0.05)
+
+        requests = ["sentiment", "question"] * 30
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            flipper = pool.submit(flip_versions)
+            answers = list(pool.map(lambda task: predict(stack, task, texts), requests))
+            flipper.result()
+        final = predict(stack, "sentiment", texts)
+
+    versions_seen = set()
+    for task, answer in zip(requests, answers, strict=True):
+        versions_seen.add((task, answer["adapter_version"]))
+        got = answer["predictions"]
+        want = expected[task, answer["adapter_version"]]
+        assert [p["label"] for p in got] == [p["label"] for p in want]
+        for got_row, want_row in zip(got, want, strict=True):
+            for label, score in want_row["scores"].items():
+                assert got_row["scores"][label] == pytest.approx(score, abs=1e-5)
+    assert final["adapter_version"] == 2  # the last of ten flips promotes version 2
+    assert ("question", 1) in versions_seen
+
+
+def test_fan_out_matches_each_task_alone(tmp_path: Path, tiny_model_dir: Path):
+    env = {"LORAPLEX_DATA_DIR": str(tmp_path), "LORAPLEX_BASE_MODEL_DIR": str(tiny_model_dir)}
+    texts = ["great fun", "where is the station", "how many cats"]
+
+    with run_stack(env, log_dir=tmp_path / "logs") as stack:
+        for job in (
+            train_task(stack, "sentiment", SENTIMENT),
+            train_task(stack, "question", QUESTION),
+        ):
+            assert wait_for_job(stack.client, job["id"], timeout=300)["status"] == "succeeded"
+        alone = {task: predict(stack, task, texts) for task in ("sentiment", "question")}
+        fanned = stack.client.post(
+            "/v1/predict", json={"tasks": ["question", "sentiment"], "inputs": texts}
+        )
+        missing = stack.client.post(
+            "/v1/predict", json={"tasks": ["question", "nope"], "inputs": texts}
+        )
+        repeated = stack.client.post(
+            "/v1/predict", json={"tasks": ["question", "question"], "inputs": texts}
+        )
+
+    assert fanned.status_code == 200, fanned.text
+    results = fanned.json()["results"]
+    assert [r["task"] for r in results] == ["question", "sentiment"]
+    for result in results:
+        want = alone[result["task"]]["predictions"]
+        assert [p["label"] for p in result["predictions"]] == [p["label"] for p in want]
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "Task not found"
+    assert repeated.status_code == 422

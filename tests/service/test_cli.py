@@ -77,3 +77,10 @@ def test_worker_command_pools() -> None:
         "3",
     ]
     assert solo[solo.index("-A") + 1] == "worker.app"
+
+
+def test_second_embedded_worker_is_rejected(tmp_path: Path) -> None:
+    from service.cli import lock_embedded_worker
+
+    assert lock_embedded_worker(tmp_path)
+    assert not lock_embedded_worker(tmp_path)

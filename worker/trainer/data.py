@@ -85,3 +85,22 @@ def iterate_padded(
     for rows in batches:
         input_ids, attention_mask = pad_batch([token_ids[i] for i in rows], pad_id)
         yield rows, input_ids, attention_mask
+
+
+def split_micro_batches(rows: list[int], micro_batch_size: int) -> list[list[int]]:
+    """Cut one optimizer step's rows into consecutive micro-batches of at most that size."""
+    return [rows[i : i + micro_batch_size] for i in range(0, len(rows), micro_batch_size)]
+
+
+def sample_replay_rows(count: int, fraction: float, seed: int) -> list[int]:
+    """Return round(fraction·count) distinct indexes out of `count`, drawn with `seed`."""
+    wanted = min(count, round(fraction * count))
+    return sorted(random.Random(seed).sample(range(count), wanted))
+
+
+def grouped_batches_of(
+    rows: Sequence[int], lengths: Sequence[int], batch_size: int, seed: int
+) -> list[list[int]]:
+    """Return `length_grouped_batches` over a subset `rows` of the indexes of `lengths`."""
+    batches = length_grouped_batches([lengths[row] for row in rows], batch_size, seed)
+    return [[rows[i] for i in batch] for batch in batches]

@@ -1,69 +1,87 @@
 """The training loop for text classification on the shared base.
 
-One `step` is one optimizer update. The loop tokenises once, batches rows of similar length
-with dynamic padding, runs under bf16 autocast where the hardware supports it, evaluates after
-every epoch and keeps the best epoch's trainable tensors, which become the delta.
+One `step` is one optimizer update. With `micro_batch_size` below `batch_size`, a step
+accumulates the gradients of several micro-batches. The loop tokenises once, batches rows of similar
+length with dynamic padding, runs under the precision of `worker.trainer.precision`,
+evaluates after every epoch, keeps the best epoch's trainable tensors (stopping early when
+asked), and exports them as the delta. A dense update is compressed and evaluated again in
+the form that will be served.
 """
 
 import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerFast
 
-from service.hyperparameters import TrainingHyperparameters
-from service.metrics import classification_metrics
+from service.hyperparameters import EncoderTrainingHyperparameters, TrainingHyperparameters
 from service.modeling.base import BaseModelSpec, build_encoder
 from service.modeling.delta import Delta
-from service.modeling.encoder import Encoder
-from service.modeling.heads import ClassificationHead, pool
+from service.modeling.dense import build_dedicated_encoder, encoder_nbytes
+from worker.trainer.batches import PaddedBatch, make_batch
 from worker.trainer.callbacks import TrainerCallback, TrainerState
-from worker.trainer.data import iterate_padded, length_grouped_batches, sorted_batches, tokenize
-from worker.trainer.schedule import warmup_linear_decay
+from worker.trainer.data import (
+    grouped_batches_of,
+    sample_replay_rows,
+    sorted_batches,
+    split_micro_batches,
+    tokenize,
+)
+from worker.trainer.dropout import use_fast_dropout
+from worker.trainer.evaluation import evaluate, evaluate_served
+from worker.trainer.features import compute_features
+from worker.trainer.forgetting import build_penalties, init_version_fisher
+from worker.trainer.model import TaskModel
+from worker.trainer.optim import build_optimizer, build_parameter_groups
+from worker.trainer.precision import (
+    Precision,
+    cast_frozen_weights,
+    cpu_supports_bf16,
+    limited_threads,
+    resolve_device,
+    resolve_precision,
+)
+from worker.trainer.regularizers import AnchorPenalty
+from worker.trainer.run import FeatureBatch, Run, TrainingRows
+from worker.trainer.schedule import build_schedule, resolve_warmup_steps
 from worker.trainer.strategies import build_strategy
 
 logger = logging.getLogger(__name__)
 
 EVAL_BATCH_SIZE = 128
 
-
-def cpu_supports_bf16() -> bool:
-    """Return True when this CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-class TaskModel(nn.Module):
-    """Encoder, pooling and classification head: input ids `[B, T]` to logits `[B, C]`."""
-
-    def __init__(self, encoder: Encoder, pooling: str, num_labels: int) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.pooling = pooling
-        self.head = ClassificationHead(encoder.config.hidden_size, num_labels)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids, attention_mask)
-        pooled = pool(hidden, attention_mask, self.pooling, self.encoder)
-        return self.head(pooled.float())
+# TaskModel and cpu_supports_bf16 were defined here before the loop was split, so callers may
+# still import them from this module.
+__all__ = ["ClassificationTrainer", "TaskModel", "TrainingResult", "cpu_supports_bf16"]
 
 
 @dataclass
 class TrainingResult:
+    """The outcome of one run.
+
+    Attributes:
+        delta: the delta to register.
+        metrics: eval metrics of the delta as it will be served (after any compression).
+        best_epoch: the 1-based epoch whose weights the delta contains.
+        train_seconds: wall time of `fit` minus the time spent evaluating.
+        train_samples_per_second: training rows processed (replay included) per train second.
+        report: measurements for the job's metrics, such as the metrics before compression,
+            the SVD's relative Frobenius error or a dense copy's memory.
+        total_seconds: wall time of `fit`, evaluation included.
+    """
+
     delta: Delta
     metrics: dict[str, float]
     best_epoch: int
     train_seconds: float
     train_samples_per_second: float
+    report: dict[str, float] = field(default_factory=dict)
+    total_seconds: float = 0.0
 
 
 class ClassificationTrainer:
@@ -78,6 +96,10 @@ class ClassificationTrainer:
         train_examples, eval_examples: `{"text": str, "label": str}` rows.
         labels: the label set; the head's output i is `labels[i]`.
         callbacks: progress hooks, called in order.
+        log_every: steps between `on_log` calls.
+        init_delta: the delta of the `init_from` version, when the job continues from one.
+        init_examples: that version's training rows, for replay and for EWC's Fisher.
+        device: where to train; None picks CUDA when available, else CPU.
     """
 
     def __init__(
@@ -93,6 +115,9 @@ class ClassificationTrainer:
         labels: list[str],
         callbacks: list[TrainerCallback] | None = None,
         log_every: int = 10,
+        init_delta: Delta | None = None,
+        init_examples: list[dict] | None = None,
+        device: torch.device | str | None = None,
     ) -> None:
         self.spec = spec
         self.tokenizer = tokenizer
@@ -104,148 +129,386 @@ class ClassificationTrainer:
         self.labels = labels
         self.callbacks = callbacks or []
         self.log_every = log_every
+        self.init_delta = init_delta
+        self.init_examples = init_examples or []
         self.state = TrainerState()
-        self.use_bf16 = (
-            cpu_supports_bf16() if hyperparameters.bf16 is None else hyperparameters.bf16
+        self.device = resolve_device(device)
+        self.precision: Precision = resolve_precision(hyperparameters, self.device)
+        self.use_bf16 = self.precision.dtype == torch.bfloat16
+        self.model: TaskModel | None = None
+        self.penalties: list[AnchorPenalty] = []
+        self._eval_seconds = 0.0
+        if hyperparameters.init_from is not None and init_delta is None:
+            raise ValueError("hyperparameters set init_from, but no init_delta was given.")
+
+    # setup
+
+    def _tokenize_rows(self) -> tuple[TrainingRows, list[list[int]], torch.Tensor]:
+        hp = self.hp
+        label_index = {label: i for i, label in enumerate(self.labels)}
+        replay = self.init_examples if hp.replay_fraction > 0 else []
+        unknown = sorted({e["label"] for e in replay} - set(label_index))
+        if unknown:
+            raise ValueError(
+                f"init_from version's training rows have labels {unknown[:5]} that this job "
+                "lacks, so they cannot be replayed. Set replay_fraction to 0."
+            )
+        examples = self.train_examples + replay
+        rows = TrainingRows(
+            token_ids=tokenize(self.tokenizer, [e["text"] for e in examples], hp.max_length),
+            targets=torch.tensor([label_index[e["label"]] for e in examples]),
+            num_train=len(self.train_examples),
+            num_replay=len(replay),
         )
+        eval_ids = tokenize(self.tokenizer, [e["text"] for e in self.eval_examples], hp.max_length)
+        eval_targets = torch.tensor([label_index[e["label"]] for e in self.eval_examples])
+        return rows, eval_ids, eval_targets
+
+    def _build_model(self) -> TaskModel:
+        encoder = build_encoder(self.spec).to(self.device)
+        self.strategy.prepare(encoder)
+        if self.init_delta is not None:
+            self.strategy.load_init(encoder, self.init_delta)
+        model = TaskModel(encoder, self.spec.pooling, len(self.labels), self.hp.head_dropout).to(
+            self.device
+        )
+        if self.init_delta is not None and self.init_delta.labels == self.labels:
+            model.head.load_state_dict(self.init_delta.head)
+
+        # Speed: frozen matrices and the residual stream in the autocast dtype, and CPU dropout
+        # without Bernoulli draws.
+        trainable = set(self.strategy.trainable_parameters(encoder))
+        if self.precision.dtype is not None:
+            cast_frozen_weights(encoder, self.precision.dtype, trainable)
+            encoder.residual_dtype = self.precision.dtype
+        if self.device.type == "cpu":
+            use_fast_dropout(model, encoder)
+        return model
+
+    def _build_penalties(
+        self, model: TaskModel, encoder_parameters: dict[str, nn.Parameter]
+    ) -> list[AnchorPenalty]:
+        if not isinstance(self.hp, EncoderTrainingHyperparameters):
+            return []
+        return build_penalties(
+            self.hp,
+            encoder_parameters,
+            lambda parameters: init_version_fisher(
+                model,
+                parameters,
+                self.init_delta,
+                self.init_examples,
+                self.tokenizer,
+                self.hp,
+                self.precision,
+                lambda size: self.strategy.route(size, self.device),
+            ),
+        )
+
+    # the run
 
     def fit(self) -> TrainingResult:
+        """Train, keep the best epoch, and return its delta and metrics."""
+        started = time.perf_counter()
+        self._eval_seconds = 0.0
+        self._running_losses: list[torch.Tensor] = []
+        torch.manual_seed(self.hp.seed)
+        random.seed(self.hp.seed)
+
+        run = self._prepare()
+        # Head-only steps on cached features are too small to split across threads.
+        threads = 1 if run.features is not None and self.device.type == "cpu" else None
+        with limited_threads(threads):
+            for epoch in range(self.hp.epochs):
+                self._train_epoch(run, epoch)
+                if self._end_epoch(run, epoch):
+                    break
+
+        assert run.best_snapshot is not None, "at least one epoch runs"
+        with torch.no_grad():
+            for name, parameter in run.model.named_parameters():
+                if name in run.best_snapshot:
+                    parameter.copy_(run.best_snapshot[name])
+        return self._finish(run, started)
+
+    def _prepare(self) -> Run:
+        """Tokenise, build the model, the penalties, the optimizer and the schedule."""
         hp = self.hp
-        torch.manual_seed(hp.seed)
-        random.seed(hp.seed)
 
-        # data
-        label_index = {label: i for i, label in enumerate(self.labels)}
-        train_ids = tokenize(
-            self.tokenizer, [e["text"] for e in self.train_examples], hp.max_length
-        )
-        train_targets = torch.tensor([label_index[e["label"]] for e in self.train_examples])
-        eval_ids = tokenize(self.tokenizer, [e["text"] for e in self.eval_examples], hp.max_length)
-        eval_targets = [label_index[e["label"]] for e in self.eval_examples]
-        lengths = [len(ids) for ids in train_ids]
+        # data and model
+        rows, eval_ids, eval_targets = self._tokenize_rows()
+        model = self._build_model()
+        self.model = model
+        encoder_parameters = self.strategy.trainable_parameters(model.encoder)
+        self.penalties = self._build_penalties(model, encoder_parameters)
+        pad_id = self.tokenizer.pad_token_id
+        eval_batches = [
+            make_batch(batch, eval_ids, eval_targets, pad_id, self.device)
+            for batch in sorted_batches([len(ids) for ids in eval_ids], EVAL_BATCH_SIZE)
+        ]
 
-        # model and optimizer
-        encoder = build_encoder(self.spec)
-        encoder_parameters = self.strategy.prepare(encoder)
-        model = TaskModel(encoder, self.spec.pooling, len(self.labels))
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": encoder_parameters, "lr": hp.learning_rate},
-                {"params": list(model.head.parameters()), "lr": hp.head_learning_rate},
-            ],
-            weight_decay=hp.weight_decay,
+        # the linear probe trains on features computed once
+        features = eval_features = None
+        if self.strategy.uses_cached_features:
+            features = self._features(model, rows.token_ids)
+            eval_features = self._features(model, eval_ids)
+
+        # optimizer and schedule
+        optimizer = build_optimizer(
+            build_parameter_groups(
+                encoder_parameters,
+                dict(model.head.named_parameters()),
+                num_blocks=self.spec.config.num_hidden_layers,
+                learning_rate=hp.learning_rate,
+                head_learning_rate=hp.head_learning_rate,
+                layer_lr_decay=getattr(hp, "layer_lr_decay", 1.0),
+                weight_decay=hp.weight_decay,
+            ),
+            self.device,
         )
-        trainable = [p for group in optimizer.param_groups for p in group["params"]]
-        steps_per_epoch = math.ceil(len(train_ids) / hp.batch_size)
+        replay_per_epoch = round(hp.replay_fraction * rows.num_replay)
+        steps_per_epoch = math.ceil((rows.num_train + replay_per_epoch) / hp.batch_size)
         total_steps = steps_per_epoch * hp.epochs
-        warmup_steps = int(hp.warmup_ratio * total_steps)
+        warmup_steps = resolve_warmup_steps(total_steps, hp.warmup_ratio, hp.warmup_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_linear_decay(total_steps, warmup_steps)
+            optimizer, build_schedule(hp.lr_schedule, total_steps, warmup_steps)
         )
+        run = Run(
+            model=model,
+            rows=rows,
+            pad_id=pad_id,
+            eval_batches=eval_batches,
+            eval_targets=eval_targets,
+            encoder_parameters=encoder_parameters,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            trainable=[p for group in optimizer.param_groups for p in group["params"]],
+            steps_per_epoch=steps_per_epoch,
+            features=features,
+            eval_features=eval_features,
+        )
+
         self.state = TrainerState(total_steps=total_steps, num_epochs=hp.epochs)
         self._notify("on_train_begin")
         logger.info(
-            "training %s on %d rows, %d eval rows, %d steps, bf16=%s",
+            "training %s on %d rows (+%d replayed per epoch), %d eval rows, %d steps, "
+            "%d trainable tensors, %s on %s",
             self.strategy.name,
-            len(train_ids),
+            rows.num_train,
+            replay_per_epoch,
             len(eval_ids),
             total_steps,
-            self.use_bf16,
+            len(run.trainable),
+            self.precision.name,
+            self.device,
         )
+        return run
 
-        best_snapshot: dict[str, torch.Tensor] | None = None
-        best_metrics: dict[str, float] = {}
-        started = time.perf_counter()
-        for epoch in range(hp.epochs):
-            model.train()
-            batches = length_grouped_batches(lengths, hp.batch_size, seed=hp.seed + epoch)
-            running_loss = torch.zeros(())
-            running_count = 0
-            for rows, input_ids, attention_mask in iterate_padded(
-                train_ids, batches, self.tokenizer.pad_token_id
-            ):
-                # forward and backward
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.use_bf16):
-                    logits = model(input_ids, attention_mask)
-                loss = F.cross_entropy(logits.float(), train_targets[rows])
-                loss.backward()
-
-                # update
-                if hp.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(trainable, hp.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-
-                # progress, read from the loss only every `log_every` steps
-                self.state.step += 1
-                self.state.epoch = (
-                    epoch + (self.state.step - epoch * steps_per_epoch) / steps_per_epoch
-                )
-                running_loss += loss.detach()
-                running_count += 1
-                if self.state.step % self.log_every == 0 or self.state.step == total_steps:
-                    self.state.loss = running_loss.item() / running_count
-                    self.state.learning_rate = scheduler.get_last_lr()[0]
-                    running_loss.zero_()
-                    running_count = 0
-                    self._notify("on_log")
-
-            # evaluate and keep the best epoch
-            metrics = self.evaluate(model, eval_ids, eval_targets)
-            metrics["epoch"] = epoch + 1
-            self.state.eval_history.append(metrics)
-            self._notify("on_evaluate", metrics)
-            if self.state.best_metric is None or metrics["accuracy"] > self.state.best_metric:
-                self.state.best_metric = metrics["accuracy"]
-                self.state.best_epoch = epoch + 1
-                best_metrics = metrics
-                best_snapshot = {
-                    n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
-                }
-
-        train_seconds = time.perf_counter() - started
-        assert best_snapshot is not None, "at least one epoch runs"
-        model.load_state_dict(best_snapshot, strict=False)
-        self._notify("on_train_end")
-        return TrainingResult(
-            delta=self._export(model),
-            metrics={k: v for k, v in best_metrics.items() if k != "epoch"},
-            best_epoch=self.state.best_epoch or hp.epochs,
-            train_seconds=train_seconds,
-            train_samples_per_second=len(train_ids) * hp.epochs / train_seconds,
-        )
-
-    @torch.inference_mode()
-    def evaluate(
-        self, model: TaskModel, token_ids: list[list[int]], targets: list[int]
-    ) -> dict[str, float]:
-        """Return accuracy and macro-F1 of `model` on tokenised rows."""
-        model.eval()
-        predictions = [0] * len(token_ids)
-        batches = sorted_batches([len(ids) for ids in token_ids], EVAL_BATCH_SIZE)
-        for rows, input_ids, attention_mask in iterate_padded(
-            token_ids, batches, self.tokenizer.pad_token_id
+    def _train_epoch(self, run: Run, epoch: int) -> None:
+        hp, rows = self.hp, run.rows
+        self.strategy.start_epoch(run.model.encoder, epoch)
+        run.model.train()
+        epoch_rows = list(range(rows.num_train)) + [
+            rows.num_train + i
+            for i in sample_replay_rows(rows.num_replay, hp.replay_fraction, hp.seed + epoch)
+        ]
+        for step_rows in grouped_batches_of(
+            epoch_rows, rows.lengths, hp.batch_size, seed=hp.seed + epoch
         ):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.use_bf16):
-                logits = model(input_ids, attention_mask)
-            for row, prediction in zip(rows, logits.argmax(dim=-1).tolist(), strict=True):
-                predictions[row] = prediction
-        return classification_metrics(predictions, targets, len(self.labels))
+            micro_batches = [
+                self._micro_batch(micro, run)
+                for micro in split_micro_batches(step_rows, hp.micro_batch_size or hp.batch_size)
+            ]
+            loss = self._step(run, micro_batches, len(step_rows))
+            run.scheduler.step()
+            run.processed_rows += len(step_rows)
+            self._record_step(epoch, run.steps_per_epoch, loss, run.scheduler)
 
-    def _export(self, model: TaskModel) -> Delta:
-        lora, scale = self.strategy.export(model.encoder)
-        head = {name: p.detach().clone() for name, p in model.head.named_parameters()}
-        return Delta(
+    def _end_epoch(self, run: Run, epoch: int) -> bool:
+        """Evaluate, keep the best epoch's tensors, and return True to stop early."""
+        hp = self.hp
+        metrics = self._evaluate_epoch(run)
+        metrics["epoch"] = epoch + 1
+        self.state.eval_history.append(metrics)
+        self._notify("on_evaluate", metrics)
+
+        score = metrics[hp.metric_for_best_model]
+        if self.state.best_metric is None or score > self.state.best_metric:
+            self.state.best_metric = score
+            self.state.best_epoch = epoch + 1
+            run.best_metrics = metrics
+            run.best_snapshot = {
+                name: p.detach().clone()
+                for name, p in run.model.named_parameters()
+                if name.removeprefix("encoder.") in run.encoder_parameters
+                or name.startswith("head.")
+            }
+            run.stale_epochs = 0
+            return False
+
+        run.stale_epochs += 1
+        if hp.early_stopping_patience and run.stale_epochs >= hp.early_stopping_patience:
+            logger.info(
+                "stopping early after epoch %d: %s has not improved for %d evaluations",
+                epoch + 1,
+                hp.metric_for_best_model,
+                run.stale_epochs,
+            )
+            return True
+        return False
+
+    # one step
+
+    def _micro_batch(self, micro: list[int], run: Run) -> PaddedBatch | FeatureBatch:
+        rows = run.rows
+        if run.features is None:
+            return make_batch(micro, rows.token_ids, rows.targets, run.pad_id, self.device)
+        index = torch.tensor(micro, device=self.device)
+        return FeatureBatch(micro, index, rows.targets[micro].to(self.device))
+
+    def _logits(
+        self, model: TaskModel, batch: PaddedBatch | FeatureBatch, features: torch.Tensor | None
+    ) -> torch.Tensor:
+        if isinstance(batch, FeatureBatch):
+            assert features is not None
+            return model.head(features.index_select(0, batch.index))
+        route = self.strategy.route(len(batch.rows), self.device)
+        with self.precision.autocast():
+            return model(batch.input_ids, batch.attention_mask, route)
+
+    def _step(self, run: Run, micro_batches: list, step_size: int) -> torch.Tensor:
+        """Run one optimizer step and return its mean loss as a tensor, without a host sync."""
+        hp, optimizer = self.hp, run.optimizer
+        scaler = self.precision.scaler
+        total = torch.zeros((), device=self.device)
+
+        # forward and backward: each micro-batch's loss is divided by the step's row count, so
+        # the micro-batches add up to exactly the gradient of one batch of `step_size` rows
+        for batch in micro_batches:
+            logits = self._logits(run.model, batch, run.features)
+            loss = F.cross_entropy(logits.float(), batch.targets, reduction="sum") / step_size
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            total += loss.detach()
+
+        # clipping, the update, then the anchor penalties' own step
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if hp.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(run.trainable, hp.max_grad_norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for penalty in self.penalties:
+            penalty.step(optimizer)
+        return total
+
+    def _record_step(
+        self,
+        epoch: int,
+        steps_per_epoch: int,
+        loss: torch.Tensor,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ) -> None:
+        # Losses are read back from the device only every `log_every` steps.
+        state = self.state
+        state.step += 1
+        state.epoch = epoch + (state.step - epoch * steps_per_epoch) / steps_per_epoch
+        self._running_losses.append(loss)
+        if state.step % self.log_every == 0 or state.step == state.total_steps:
+            state.loss = float(torch.stack(self._running_losses).mean())
+            state.learning_rate = scheduler.get_last_lr()[-1]
+            self._running_losses = []
+            self._notify("on_log")
+
+    # evaluation and export
+
+    def _features(self, model: TaskModel, token_ids: list[list[int]]) -> torch.Tensor:
+        return compute_features(
+            model,
+            token_ids,
+            self.tokenizer.pad_token_id,
+            self.precision,
+            lambda size: self.strategy.route(size, self.device),
+        )
+
+    def _evaluate_epoch(self, run: Run) -> dict[str, float]:
+        started = time.perf_counter()
+        model, eval_features, eval_targets = run.model, run.eval_features, run.eval_targets
+        model.eval()
+        if eval_features is None:
+            batches: list = run.eval_batches
+        else:
+            index = torch.arange(len(eval_targets), device=self.device)
+            batches = [
+                FeatureBatch(
+                    list(range(start, min(start + EVAL_BATCH_SIZE, len(eval_targets)))),
+                    index[start : start + EVAL_BATCH_SIZE],
+                    eval_targets[start : start + EVAL_BATCH_SIZE].to(self.device),
+                )
+                for start in range(0, len(eval_targets), EVAL_BATCH_SIZE)
+            ]
+        metrics = evaluate(
+            lambda batch: self._logits(model, batch, eval_features),
+            batches,
+            len(eval_targets),
+            len(self.labels),
+        )
+        self._eval_seconds += time.perf_counter() - started
+        return metrics
+
+    def _finish(self, run: Run, started: float) -> TrainingResult:
+        model, best_metrics = run.model, run.best_metrics
+        update = self.strategy.export(model.encoder, self.spec)
+        head = {name: p.detach().float().cpu().clone() for name, p in model.head.named_parameters()}
+        delta = Delta(
             strategy=self.strategy.name,
             task_type="text_classification",
             labels=list(self.labels),
             base_fingerprint=self.fingerprint,
             pooling=self.spec.pooling,
             max_length=self.hp.max_length,
-            lora_scale=scale,
-            lora=lora,
             head=head,
+            **update.delta_fields(),
+        )
+        metrics = {k: v for k, v in best_metrics.items() if k != "epoch"}
+        report = dict(update.report)
+
+        # a compressed dense update is measured again as served, and a kept one by its memory
+        if "compression_relative_frobenius_error" in report:
+            eval_started = time.perf_counter()
+            served = evaluate_served(
+                self.spec, delta, run.eval_batches, len(run.eval_targets), self.precision
+            )
+            self._eval_seconds += time.perf_counter() - eval_started
+            for name, value in metrics.items():
+                report[f"{name}_before_compression"] = value
+            metrics = served
+            logger.info(
+                "compressed to rank %d: relative Frobenius error %.4f, %s before, %s after",
+                report["compression_rank"],
+                report["compression_relative_frobenius_error"],
+                best_metrics,
+                served,
+            )
+        if delta.dense:
+            report["dense_memory_bytes"] = float(
+                encoder_nbytes(build_dedicated_encoder(self.spec, delta))
+            )
+
+        self._notify("on_train_end")
+        total_seconds = time.perf_counter() - started
+        train_seconds = max(total_seconds - self._eval_seconds, 1e-9)
+        return TrainingResult(
+            delta=delta,
+            metrics=metrics,
+            best_epoch=self.state.best_epoch or self.hp.epochs,
+            train_seconds=train_seconds,
+            train_samples_per_second=run.processed_rows / train_seconds,
+            report=report,
+            total_seconds=total_seconds,
         )
 
     def _notify(self, hook: str, *args) -> None:

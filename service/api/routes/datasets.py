@@ -71,6 +71,8 @@ def create_dataset(
     text_column: Annotated[str | None, Form()] = None,
     label_column: Annotated[str | None, Form()] = None,
     data_format: Annotated[str | None, Form(alias="format")] = None,
+    text_pair_column: Annotated[str | None, Form()] = None,
+    label_delimiter: Annotated[str | None, Form()] = None,
 ) -> DatasetPublic | JSONResponse:
     """Upload a dataset file, validate every row and store the normalised examples."""
     # A plain `def` route runs in FastAPI's threadpool, so parsing (CPU work) and the blob
@@ -93,6 +95,8 @@ def create_dataset(
             format=data_format,
             text_column=text_column,
             label_column=label_column,
+            text_pair_column=text_pair_column,
+            label_delimiter=label_delimiter,
             count_tokens=get_token_counter(settings.resolved_base_model_dir),
             max_length=DEFAULT_MAX_LENGTH,
         )
@@ -111,6 +115,7 @@ def create_dataset(
         labels=report.labels,
         label_counts=report.label_counts,
         warnings=report.warnings,
+        stats=report.stats,
         sha256=sha256,
         size_bytes=len(data),
         content=encode_examples(report.examples),

@@ -15,6 +15,7 @@ from service.api.deps import SessionDep, SettingsDep
 from service.config import Settings
 from service.datasets import decode_examples, find_overlap
 from service.hyperparameters import TrainingHyperparameters, parse_hyperparameters
+from service.modeling.base import read_base_model_spec
 from service.registry.models import (
     Dataset,
     Job,
@@ -24,8 +25,13 @@ from service.registry.models import (
     utcnow,
 )
 from service.schemas import JobCreate, JobEventPublic, JobEventsPublic, JobPublic, JobsPublic
+from service.tasktypes.options import TaskOptionError, resolve_task_options
 
 logger = logging.getLogger(__name__)
+
+# Task types whose examples have exactly one label, so a stratified eval split needs a label
+# with at least two rows.
+SINGLE_LABEL_TASK_TYPES = frozenset({"text_classification", "sentence_pair"})
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -59,6 +65,29 @@ def parse_hyperparameters_or_raise(job_in: JobCreate) -> TrainingHyperparameters
         raise RequestValidationError([{**error, "input": job_in.strategy}]) from exc
 
 
+def resolve_task_options_or_raise(
+    hyperparameters: TrainingHyperparameters, train_dataset: Dataset
+) -> TrainingHyperparameters:
+    """Fill in the task type's defaults, raising a 422 that names a rejected option."""
+    try:
+        return resolve_task_options(
+            train_dataset.task_type, hyperparameters, list(train_dataset.labels)
+        )
+    except TaskOptionError as exc:
+        if exc.field == "task_type":
+            message = str(exc)
+            raise HTTPException(
+                status_code=422, detail=f"{message[0].upper()}{message[1:]}."
+            ) from exc
+        error = {
+            "type": "value_error",
+            "loc": ("body", "hyperparameters", exc.field),
+            "msg": str(exc),
+            "input": getattr(hyperparameters, exc.field, None),
+        }
+        raise RequestValidationError([error]) from exc
+
+
 def check_task_types(
     train_dataset: Dataset, eval_dataset: Dataset | None, task: Task | None
 ) -> None:
@@ -76,6 +105,46 @@ def check_task_types(
         )
 
 
+def check_trainable_or_raise(
+    settings: Settings,
+    train_dataset: Dataset,
+    eval_dataset: Dataset | None,
+    hyperparameters: TrainingHyperparameters,
+) -> None:
+    """Reject, before queuing, jobs that the worker could only fail."""
+    spec = read_base_model_spec(settings.resolved_base_model_dir)
+    max_positions = spec.config.max_position_embeddings - spec.config.position_offset
+    max_length = getattr(hyperparameters, "max_length", None)
+    if max_length is not None and max_length > max_positions:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "hyperparameters", "max_length"),
+                    "msg": f"max_length {max_length} is over the base model's limit of "
+                    f"{max_positions} positions; use at most {max_positions}.",
+                }
+            ]
+        )
+
+    if eval_dataset is not None:
+        unseen = sorted(set(eval_dataset.labels) - set(train_dataset.labels))
+        if unseen:
+            raise HTTPException(
+                status_code=422,
+                detail=f"The eval dataset has labels {unseen[:5]} that the training dataset "
+                "lacks, so the model could never predict them. Upload an eval set with the "
+                "training labels only.",
+            )
+    elif train_dataset.task_type in SINGLE_LABEL_TASK_TYPES:
+        if max(train_dataset.label_counts.values(), default=0) < 2:
+            raise HTTPException(
+                status_code=422,
+                detail="Every label of the training dataset has a single row, so no eval "
+                "split can be held out. Add rows or pass eval_dataset_id.",
+            )
+
+
 def find_dataset_warnings(train_dataset: Dataset, eval_dataset: Dataset | None) -> list[str]:
     """Return warnings about the train/eval pair that do not stop the job."""
     if eval_dataset is None:
@@ -91,12 +160,6 @@ def find_dataset_warnings(train_dataset: Dataset, eval_dataset: Dataset | None) 
             "dataset; eval metrics will be optimistic"
         )
 
-    unseen_labels = sorted(set(eval_dataset.labels) - set(train_dataset.labels))
-    if unseen_labels:
-        warnings.append(
-            f"eval labels {unseen_labels} do not occur in the training dataset, so the model "
-            "can never predict them"
-        )
     return warnings
 
 
@@ -153,7 +216,11 @@ def create_job(session: SessionDep, settings: SettingsDep, job_in: JobCreate) ->
         eval_dataset = get_dataset_or_raise(session, job_in.eval_dataset_id)
     existing_task = session.scalar(select(Task).where(Task.name == job_in.task))
     check_task_types(train_dataset, eval_dataset, existing_task)
-    hyperparameters = parse_hyperparameters_or_raise(job_in)
+    hyperparameters = resolve_task_options_or_raise(
+        parse_hyperparameters_or_raise(job_in), train_dataset
+    )
+
+    check_trainable_or_raise(settings, train_dataset, eval_dataset, hyperparameters)
 
     task = existing_task or create_task(session, job_in.task, train_dataset)
     job = Job(

@@ -3,12 +3,12 @@
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import SessionDep
+from service.api.serving import predict_tasks
 from service.registry.models import Adapter, Task
 from service.schemas import (
     AdapterPublic,
@@ -17,9 +17,8 @@ from service.schemas import (
     PredictResponse,
     TaskPublic,
     TasksPublic,
+    TaskUpdate,
 )
-from service.serving.engine import get_serving_engine
-from service.serving.errors import AdapterCorrupt, AdapterIncompatible, TaskNotFound, TaskNotReady
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +56,9 @@ def build_tasks_public(session: Session, tasks: list[Task]) -> list[TaskPublic]:
             task_type=task.task_type,
             labels=task.labels,
             live_version=task.live_version,
+            promotion_policy=task.promotion_policy,
+            pinned=task.pinned,
+            predictions_count=task.predictions_count,
             metrics=live_metrics.get(task.id, {}),
             adapters_count=counts.get(task.id, 0),
             created_at=task.created_at,
@@ -102,27 +104,43 @@ def read_adapters(session: SessionDep, task_name: str) -> AdaptersPublic:
     return AdaptersPublic(data=data, count=len(data))
 
 
+@router.patch("/{task_name}", response_model=TaskPublic, responses={404: {}})
+def update_task(session: SessionDep, task_name: str, task_in: TaskUpdate) -> TaskPublic:
+    """Change a task's promotion policy or pinning."""
+    task = get_task_or_raise(session, task_name)
+    for field, value in task_in.model_dump(exclude_none=True).items():
+        setattr(task, field, value)
+    session.flush()
+    logger.info("task %s updated: %s", task_name, task_in.model_dump(exclude_none=True))
+    return build_tasks_public(session, [task])[0]
+
+
+@router.post(
+    "/{task_name}/adapters/{version}/promote",
+    response_model=TaskPublic,
+    responses={404: {}},
+)
+def promote_adapter(session: SessionDep, task_name: str, version: int) -> TaskPublic:
+    """Make one adapter version the task's live version (also rolls back)."""
+    task = get_task_or_raise(session, task_name)
+    exists = session.scalar(
+        select(func.count()).where(Adapter.task_id == task.id, Adapter.version == version)
+    )
+    if not exists:
+        raise HTTPException(status_code=404, detail="Adapter version not found")
+
+    # One UPDATE: every request reads either the old or the new live version, never a mix.
+    previous = task.live_version
+    task.live_version = version
+    session.flush()
+    logger.info("task %s live version %s -> %d", task_name, previous, version)
+    return build_tasks_public(session, [task])[0]
+
+
 @router.post("/{task_name}/predict", response_model=PredictResponse, responses={404: {}, 409: {}})
 async def create_predictions(
-    session: SessionDep, settings: SettingsDep, task_name: str, predict_in: PredictRequest
+    request: Request, session: SessionDep, task_name: str, predict_in: PredictRequest
 ) -> PredictResponse:
     """Predict a label for each input with the task's live adapter version."""
-    # Both calls run torch or database work, so they go to the threadpool, off the event loop.
-    engine = await run_in_threadpool(get_serving_engine, settings)
-    try:
-        result = await run_in_threadpool(engine.predict, session, task_name, predict_in.inputs)
-    except TaskNotFound as exc:
-        logger.info("prediction for task %s rejected: task not found", task_name)
-        raise HTTPException(status_code=404, detail="Task not found") from exc
-    except (TaskNotReady, AdapterIncompatible) as exc:
-        logger.info("prediction for task %s rejected: %s", task_name, exc)
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
-    except AdapterCorrupt as exc:
-        # The engine has logged the details. The message names the task and version to fix.
-        raise HTTPException(status_code=500, detail=str(exc)) from exc
-
-    return PredictResponse(
-        task=result.task,
-        adapter_version=result.adapter_version,
-        predictions=result.predictions,
-    )
+    responses = await predict_tasks(request.app, session, [task_name], predict_in.inputs)
+    return responses[0]

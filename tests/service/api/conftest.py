@@ -20,6 +20,8 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'registry.db'}",
         broker_url="memory://",
+        # The route tests never predict; preloading would only load the base model.
+        preload_tasks=0,
     )
 
 

@@ -77,13 +77,13 @@ def test_create_dataset_unsupported_task_type(client: TestClient, session: Sessi
     response = client.post(
         "/v1/datasets",
         files={"file": ("train.tsv", TRAIN_TSV)},
-        data={"task_type": "regression"},
+        data={"task_type": "summarization"},
     )
 
     assert response.status_code == 422
     body = response.json()
     assert body["field"] == "task_type"
-    assert "'regression'" in body["detail"]
+    assert "'summarization'" in body["detail"]
     assert "text_classification" in body["detail"]
     assert count_datasets(session) == 0
 
@@ -155,3 +155,25 @@ def test_read_dataset_missing(client: TestClient) -> None:
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Dataset not found"}
+
+
+def test_create_dataset_streamed_body_over_limit(client: TestClient, session: Session) -> None:
+    limit = client.app.state.settings.max_upload_mb
+    boundary = "x" * 16
+    chunk = b"a" * (1024 * 1024)
+
+    def body():
+        disposition = 'form-data; name="file"; filename="big.tsv"'
+        yield f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        for _ in range(limit + 3):
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = client.post(
+        "/v1/datasets",
+        content=body(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+    assert response.status_code == 413, response.text
+    assert count_datasets(session) == 0

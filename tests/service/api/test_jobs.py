@@ -281,3 +281,59 @@ def test_read_job_eta_while_running(
     # 30 s for the first quarter, so about 90 s for the other three.
     assert 89 <= running["eta_seconds"] <= 95
     assert succeeded["eta_seconds"] is None
+
+
+def test_create_job_eval_labels_unknown_to_training(client: TestClient, session: Session) -> None:
+    train = upload_dataset(client)
+    eval_ = upload_dataset(client, b"sentence\tlabel\nfine\t0\ngreat\t2\n", "dev.tsv")
+
+    response = client.post(
+        "/v1/jobs",
+        json={"task": "reviews", "train_dataset_id": train["id"], "eval_dataset_id": eval_["id"]},
+    )
+
+    assert response.status_code == 422
+    assert "labels ['2'] that the training dataset lacks" in response.json()["detail"]
+    assert count_jobs(session) == 0
+
+
+def test_create_job_without_room_for_eval_split(client: TestClient, session: Session) -> None:
+    train = upload_dataset(client, b"sentence\tlabel\nfoo\t1\nbar\t0\n")
+
+    response = client.post("/v1/jobs", json={"task": "reviews", "train_dataset_id": train["id"]})
+
+    assert response.status_code == 422
+    assert "pass eval_dataset_id" in response.json()["detail"]
+    assert count_jobs(session) == 0
+
+
+def test_create_job_max_length_over_base_limit(
+    client: TestClient, session: Session, tiny_model_dir
+) -> None:
+    train = upload_dataset(client)
+    # The tiny base has 128 positions, the real one 512.
+    client.app.state.settings = client.app.state.settings.model_copy(
+        update={"base_model_dir": tiny_model_dir}
+    )
+
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "task": "reviews",
+            "train_dataset_id": train["id"],
+            "hyperparameters": {"max_length": 512},
+        },
+    )
+
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["body", "hyperparameters", "max_length"]
+    assert "over the base model's limit of 128 positions" in error["msg"]
+    assert count_jobs(session) == 0
+
+
+def test_create_job_error_does_not_echo_input(client: TestClient) -> None:
+    response = client.post("/v1/jobs", json={"task": "x" * 5000, "train_dataset_id": "nope"})
+
+    assert response.status_code == 422
+    assert "x" * 300 not in response.text

@@ -107,3 +107,48 @@ def test_predict_invalid_inputs(client: TestClient, inputs: object) -> None:
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][:2] == ["body", "inputs"]
+
+
+def test_update_task_sets_policy_and_pinning(client, session) -> None:
+    session.add(Task(name="intent", task_type="text_classification", labels=["a", "b"]))
+    session.commit()
+
+    response = client.patch(
+        "/v1/tasks/intent", json={"promotion_policy": "if_better", "pinned": True}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["promotion_policy"] == "if_better"
+    assert response.json()["pinned"] is True
+
+
+def test_update_task_rejects_unknown_policy(client, session) -> None:
+    session.add(Task(name="intent", task_type="text_classification", labels=["a", "b"]))
+    session.commit()
+
+    response = client.patch("/v1/tasks/intent", json={"promotion_policy": "sometimes"})
+
+    assert response.status_code == 422
+
+
+def test_promote_missing_version_is_not_found(client, session) -> None:
+    session.add(Task(name="intent", task_type="text_classification", labels=["a", "b"]))
+    session.commit()
+
+    response = client.post("/v1/tasks/intent/adapters/3/promote")
+
+    assert response.status_code == 404
+    assert response.json()["detail"] == "Adapter version not found"
+
+
+def test_promote_on_missing_task_is_not_found(client) -> None:
+    response = client.post("/v1/tasks/nope/adapters/1/promote")
+
+    assert response.status_code == 404
+    assert response.json()["detail"] == "Task not found"
+
+
+def test_fan_out_rejects_repeated_tasks(client) -> None:
+    response = client.post("/v1/predict", json={"tasks": ["a", "a"], "inputs": ["hello"]})
+
+    assert response.status_code == 422

@@ -2,24 +2,8 @@ import pytest
 import torch
 
 from service.modeling.base import build_encoder, read_base_model_spec
-from service.modeling.delta import Delta
 from service.serving.cache import AdapterCache
-
-
-def make_delta(encoder, rank=4, seed=0, labels=("a", "b")):
-    generator = torch.Generator().manual_seed(seed)
-    lora = {}
-    for path, layer in encoder.adapted_layers(["query", "value"]).items():
-        lora[path] = (
-            torch.randn(rank, layer.in_features, generator=generator),
-            torch.randn(layer.out_features, rank, generator=generator),
-        )
-    hidden = encoder.config.hidden_size
-    head = {
-        "classifier.weight": torch.randn(len(labels), hidden),
-        "classifier.bias": torch.zeros(len(labels)),
-    }
-    return Delta("lora", "text_classification", list(labels), "f" * 64, "mean", 32, 1.0, lora, head)
+from tests.service.serving.utils import make_delta
 
 
 @pytest.fixture
