@@ -29,6 +29,7 @@ from service.registry.models import (
     Task,
 )
 from worker.heartbeat import heartbeat
+from worker.promotion import decide_promotion
 from worker.trainer.callbacks import TrainerCallback, TrainerState
 from worker.trainer.data import stratified_split
 from worker.trainer.loop import ClassificationTrainer, TrainingResult
@@ -131,7 +132,8 @@ def run_training_job(job_id: str, settings: Settings) -> None:
         logger.exception("job %s failed with an internal error", job_id)
         return
 
-    _register_adapter(job_id, url, inputs, result)
+    go_live, reason = _decide_promotion(job_id, settings, inputs, result)
+    _register_adapter(job_id, url, inputs, result, go_live, reason)
 
 
 def _heartbeat_is_fresh(job: Job, stale_after_s: int) -> bool:
@@ -278,7 +280,29 @@ def _train(job_id: str, settings: Settings, inputs: JobInputs) -> TrainingResult
     return trainer.fit()
 
 
-def _register_adapter(job_id: str, url: str, inputs: JobInputs, result: TrainingResult) -> None:
+def _decide_promotion(
+    job_id: str, settings: Settings, inputs: JobInputs, result: TrainingResult
+) -> tuple[bool, str]:
+    """Apply the task's promotion policy; evaluation for `if_better` runs outside any lock."""
+    try:
+        with session_scope(settings.database_url) as session:
+            job = session.get(Job, job_id)
+            task = session.get(Task, job.task_id)
+            return decide_promotion(session, task, result.metrics, inputs.eval_examples, settings)
+    except Exception as exc:
+        # A failed comparison must not lose the trained adapter: register it, not live.
+        logger.exception("job %s: promotion check failed; the new version stays not live", job_id)
+        return False, f"promotion check failed ({type(exc).__name__}: {exc}); promote by hand"
+
+
+def _register_adapter(
+    job_id: str,
+    url: str,
+    inputs: JobInputs,
+    result: TrainingResult,
+    go_live: bool = True,
+    reason: str = "",
+) -> None:
     delta_bytes = serialize_delta(result.delta)
     with session_scope(url) as session:
         job = session.get(Job, job_id)
@@ -306,8 +330,9 @@ def _register_adapter(job_id: str, url: str, inputs: JobInputs, result: Training
                 job_id=job_id,
             )
             session.add(adapter)
-            task.live_version = adapter.version
-            task.labels = result.delta.labels
+            if go_live:
+                task.live_version = adapter.version
+                task.labels = result.delta.labels
 
         job.status = JobStatus.succeeded
         job.adapter_version = adapter.version
@@ -321,7 +346,10 @@ def _register_adapter(job_id: str, url: str, inputs: JobInputs, result: Training
         job.finished_at = utcnow()
         session.add(
             JobEvent(
-                job_id=job_id, kind="log", message=f"registered adapter version {adapter.version}"
+                job_id=job_id,
+                kind="log",
+                message=f"registered adapter version {adapter.version}"
+                f" ({'live' if go_live else 'not live'}: {reason or 'policy always'})",
             )
         )
     logger.info(

@@ -218,3 +218,33 @@ def test_fan_out_matches_each_task_alone(tmp_path: Path, tiny_model_dir: Path):
     assert missing.status_code == 404
     assert missing.json()["detail"] == "Task not found"
     assert repeated.status_code == 422
+
+
+def test_promotion_policies_decide_live_version(tmp_path: Path, tiny_model_dir: Path):
+    env = {"LORAPLEX_DATA_DIR": str(tmp_path), "LORAPLEX_BASE_MODEL_DIR": str(tiny_model_dir)}
+
+    with run_stack(env, log_dir=tmp_path / "logs") as stack:
+        first = train_task(stack, "sentiment", SENTIMENT)
+        assert wait_for_job(stack.client, first["id"], timeout=300)["status"] == "succeeded"
+        patched = stack.client.patch("/v1/tasks/sentiment", json={"promotion_policy": "manual"})
+        assert patched.status_code == 200, patched.text
+
+        manual = train_task(stack, "sentiment", SENTIMENT, seed=3)
+        assert wait_for_job(stack.client, manual["id"], timeout=300)["adapter_version"] == 2
+        after_manual = stack.client.get("/v1/tasks/sentiment").json()["live_version"]
+
+        stack.client.patch("/v1/tasks/sentiment", json={"promotion_policy": "if_better"})
+        better = train_task(stack, "sentiment", SENTIMENT, seed=4)
+        assert wait_for_job(stack.client, better["id"], timeout=300)["adapter_version"] == 3
+        after_if_better = stack.client.get("/v1/tasks/sentiment").json()["live_version"]
+        events = stack.client.get(f"/v1/jobs/{better['id']}/events", params={"kind": "log"})
+        registered = [e["message"] for e in events.json()["data"] if "registered" in e["message"]]
+
+    assert after_manual == 1
+    assert len(registered) == 1
+    if "(live:" in registered[0]:
+        assert after_if_better == 3
+    else:
+        assert "(not live:" in registered[0]
+        assert after_if_better == 1
+    assert "accuracy" in registered[0]
