@@ -36,6 +36,7 @@ from transformers import (
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
     PreTrainedTokenizerFast,
+    PrinterCallback,
     Trainer,
     TrainingArguments,
 )
@@ -110,6 +111,7 @@ def train_with_hf(model: nn.Module, rows: list[dict], collator, settings: RunSet
             label_names=["labels"] if "labels" in rows[0] else ["start_positions", "end_positions"],
         )
         trainer = Trainer(model=model, args=arguments, train_dataset=rows, data_collator=collator)
+        trainer.remove_callback(PrinterCallback)  # it prints the final training log
         started = time.perf_counter()
         trainer.train()
         return time.perf_counter() - started

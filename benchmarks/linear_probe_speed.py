@@ -7,9 +7,9 @@ on all 872 SST-2 dev sentences after every epoch:
 - lora (the baseline): rank 8, alpha 16 on all six linear layers of every block, 3 epochs,
   learning rate 1e-3, batch 32;
 - linear_probe: the frozen base's mean-pooled features computed once (train and dev), then
-  30 epochs of the head alone, learning rate 1e-2, batch 32.
+  10 epochs of the head alone, learning rate 1e-2, batch 32.
 
-End to end is the wall time of `ClassificationTrainer.fit`: tokenisation, loading the base,
+End to end is the wall time of Loraplex's `Trainer.fit`: tokenisation, loading the base,
 training, every evaluation and building the delta. Runs alternate (lora, linear_probe, ...)
 after a short warm-up run of each; the figures are medians. Accuracy is the registered
 (best-epoch) dev accuracy.

@@ -215,12 +215,12 @@ def make_batches(engine: ServingEngine, texts: list[str], fixed_padding: bool = 
 
 
 def train_sst2_task(settings: Settings, data_dir: Path, train_rows: int):
-    from worker.trainer.loop import ClassificationTrainer
+    from worker.trainer.loop import Trainer
 
     train = random.Random(0).sample(read_sst2(data_dir / "sst2" / "train.tsv"), train_rows)
     dev = read_sst2(data_dir / "sst2" / "dev.tsv")
     base_dir = settings.resolved_base_model_dir
-    trainer = ClassificationTrainer(
+    trainer = Trainer(
         spec=read_base_model_spec(base_dir),
         tokenizer=load_tokenizer(base_dir),
         fingerprint=fingerprint_base_model(base_dir),

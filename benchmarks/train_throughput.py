@@ -7,14 +7,14 @@ weight decay 0.01; batch 32, max length 64, one epoch; warmup over 6% of the ste
 linear decay; global-norm clipping at 1.0; batches grouped by length; bf16 autocast where
 the CPU supports it; seed 0. Both are evaluated on all 872 SST-2 dev sentences.
 
-- Loraplex: `ClassificationTrainer`, strategy "lora" with every layer at one learning rate
+- Loraplex: `worker.trainer.loop.Trainer`, strategy "lora" with every layer at one learning rate
   (layer_lr_decay 1). Head: mean pooling (as all-MiniLM-L6-v2 was trained), dropout 0.1,
   linear. Throughput: rows / (wall time of `fit` minus its evaluation), so tokenisation and
   loading the base count against Loraplex.
 - Hugging Face: `AutoModelForSequenceClassification` on the same base folder, which is
   `BertForSequenceClassification`: BERT's [CLS] pooler (dense + tanh), dropout 0.1, linear.
   The pooler stays frozen, because peft's SEQ_CLS task trains only the classifier besides
-  LoRA, and this checkpoint never trained it. `Trainer` with `train_sampling_strategy=
+  LoRA, and this checkpoint never trained it. transformers' `Trainer` with `train_sampling_strategy=
   "group_by_length"` (the transformers 5 spelling of `group_by_length=True`),
   `DataCollatorWithPadding`, optimizer adamw_torch_fused. Throughput: its own
   `train_samples_per_second` (the `train()` loop; tokenisation and loading excluded).

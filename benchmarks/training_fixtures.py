@@ -9,7 +9,7 @@ from benchmarks.serving_fixtures import read_sst2
 from service.config import default_base_model_dir
 from service.hyperparameters import parse_hyperparameters
 from service.modeling.base import fingerprint_base_model, load_tokenizer, read_base_model_spec
-from worker.trainer.loop import ClassificationTrainer
+from worker.trainer.loop import Trainer
 
 LABELS = ["0", "1"]
 
@@ -26,7 +26,7 @@ def sst2_sample(data_dir: Path, rows: int, seed: int = 0) -> list[dict]:
 
 @dataclass
 class LoraplexRun:
-    """One `ClassificationTrainer.fit` and what it measured."""
+    """One `Trainer.fit` and what it measured."""
 
     accuracy: float
     last_epoch_accuracy: float
@@ -45,7 +45,7 @@ def train_loraplex(
 ) -> LoraplexRun:
     """Train `strategy` with hyperparameters `values`, evaluating on `eval_` after each epoch."""
     base_dir = base_dir or default_base_model_dir()
-    trainer = ClassificationTrainer(
+    trainer = Trainer(
         spec=read_base_model_spec(base_dir),
         tokenizer=load_tokenizer(base_dir),
         fingerprint=fingerprint_base_model(base_dir),

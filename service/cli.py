@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,9 @@ logger = logging.getLogger("loraplex")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 PR_SET_PDEATHSIG = 1  # prctl option, from <linux/prctl.h>
 WORKER_STOP_TIMEOUT_S = 20  # grace period of a warm worker shutdown before SIGKILL
+# `up` replaces a worker that died, unless more than this many died within the window.
+WORKER_MAX_RESTARTS = 3
+WORKER_RESTART_WINDOW_S = 300
 DEMO_DATA_DIR = Path(".loraplex-demo")
 DEMO_READY_TIMEOUT_S = 180  # the first start imports torch and creates the SQLite files
 DEMO_PREDICT_CHUNK = 64  # texts per predict request
@@ -203,29 +207,54 @@ def run_up(args: argparse.Namespace) -> int:
 
     # A session of its own keeps a terminal's Ctrl+C away from the worker, which this
     # process stops after the API.
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "service", "worker"],
-        start_new_session=True,
-        preexec_fn=stop_with_parent,
-    )
-    logger.info("worker started (pid %d)", worker.pid)
+    def start_worker() -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "worker"],
+            start_new_session=True,
+            preexec_fn=stop_with_parent,
+        )
+        logger.info("worker started (pid %d)", process.pid)
+        return process
+
+    workers = [start_worker()]
     stopping = threading.Event()
     worker_failed = threading.Event()
 
-    def watch_worker() -> None:
-        returncode = worker.wait()
-        if not stopping.is_set():
-            logger.error("worker exited with code %s, so the API stops too", returncode)
-            worker_failed.set()
-            server.should_exit = True
+    def supervise_worker() -> None:
+        # A worker that dies (a crash, the OOM killer) is replaced; the new one queues again
+        # the job it left running. A worker that keeps dying stops the API too.
+        exits: deque[float] = deque()
+        while True:
+            returncode = workers[-1].wait()
+            if stopping.is_set():
+                return
+            now = time.monotonic()
+            exits.append(now)
+            while exits and now - exits[0] > WORKER_RESTART_WINDOW_S:
+                exits.popleft()
+            if len(exits) > WORKER_MAX_RESTARTS:
+                logger.error(
+                    "worker exited with code %s, %d times in %d s, so the API stops too",
+                    returncode,
+                    len(exits),
+                    WORKER_RESTART_WINDOW_S,
+                )
+                worker_failed.set()
+                server.should_exit = True
+                return
+            logger.error("worker exited with code %s; starting a new one", returncode)
+            time.sleep(1)
+            if stopping.is_set():
+                return
+            workers.append(start_worker())
 
-    threading.Thread(target=watch_worker, name="worker-watch", daemon=True).start()
+    threading.Thread(target=supervise_worker, name="worker-watch", daemon=True).start()
 
     try:
         server.run()
     finally:
         stopping.set()
-        stop_process(worker, "worker", WORKER_STOP_TIMEOUT_S)
+        stop_process(workers[-1], "worker", WORKER_STOP_TIMEOUT_S)
 
     if worker_failed.is_set() or not server.started:
         return 1
@@ -439,6 +468,10 @@ def run_demo_job(args: argparse.Namespace, client: httpx.Client, process: subpro
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    for option, path in (("--train", args.train), ("--eval", args.eval)):
+        if not os.access(path, os.R_OK) or not Path(path).is_file():
+            echo(f"demo failed: {option} {path} is not a readable file")
+            return 2
     data_dir = Path(args.data_dir).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = args.port or find_free_port()

@@ -14,9 +14,16 @@ TrainingHyperparameters                 every strategy (linear_probe uses these 
         └── FullHyperparameters         full
 """
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # Linear layers of a BERT-family block that LoRA can target: the attention projections, the
 # attention output projection, and the feed-forward input and output projections.
@@ -48,7 +55,8 @@ class InitFrom(BaseModel):
 class TrainingHyperparameters(BaseModel):
     """Options shared by every strategy."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity are refused: no learning rate, penalty or threshold means either.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epochs: Annotated[int, Field(ge=1, le=100, description="Passes over the training set.")] = 3
     learning_rate: Annotated[
@@ -98,7 +106,9 @@ class TrainingHyperparameters(BaseModel):
         float,
         Field(gt=0, lt=0.5, description="Stratified share held out when no eval set is given."),
     ] = 0.1
-    seed: Annotated[int, Field(ge=0, description="Seed of the split, the shuffle and init.")] = 0
+    seed: Annotated[
+        int, Field(ge=0, le=2**32 - 1, description="Seed of the split, the shuffle and init.")
+    ] = 0
     bf16: Annotated[
         bool | None,
         Field(description="bf16 autocast; None uses it where the CPU or GPU supports it."),
@@ -111,9 +121,37 @@ class TrainingHyperparameters(BaseModel):
         ),
     ] = False
     metric_for_best_model: Annotated[
-        Literal["accuracy", "macro_f1"],
-        Field(description="Eval metric that selects the best epoch and drives early stopping."),
-    ] = "accuracy"
+        str | None,
+        Field(
+            description="Eval metric that selects the best epoch and drives early stopping; "
+            "None takes the task type's first: accuracy, micro_f1, pearson, entity_f1 or f1.",
+        ),
+    ] = None
+    doc_stride: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            description="token_classification and extractive_qa: sub-tokens shared by "
+            "consecutive windows of a long input. None: max_length // 4 for NER, 128 for QA "
+            "(at most half the context room).",
+        ),
+    ] = None
+    max_question_tokens: Annotated[
+        int | None,
+        Field(ge=1, description="extractive_qa: question tokens kept. None: 64."),
+    ] = None
+    max_answer_tokens: Annotated[
+        int | None,
+        Field(ge=1, le=512, description="extractive_qa: longest predicted answer. None: 30."),
+    ] = None
+    threshold: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            lt=1,
+            description="multi_label: probability at which a label is predicted. None: 0.5.",
+        ),
+    ] = None
     early_stopping_patience: Annotated[
         int | None,
         Field(
@@ -135,6 +173,16 @@ class TrainingHyperparameters(BaseModel):
         ),
     ] = 0.0
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def reject_bool_as_number(cls, value: object, info: ValidationInfo) -> object:
+        # Pydantic reads true as 1 for a number field; a JSON boolean there is a mistake.
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is not bool and bool not in get_args(annotation):
+                raise ValueError("expected a number or string, not true or false")
+        return value
+
     @model_validator(mode="after")
     def check_options(self) -> Self:
         if self.bf16 and self.fp16:
@@ -153,7 +201,9 @@ class TrainingHyperparameters(BaseModel):
 class LinearProbeHyperparameters(TrainingHyperparameters):
     """Options of `linear_probe`: only the head trains, on frozen features computed once."""
 
-    epochs: Annotated[int, Field(ge=1, le=1000, description="Passes over the training set.")] = 30
+    # On 4,000 SST-2 sentences 10 epochs came within 0.4 points of 30 in dev accuracy, at a
+    # third of the head's training time (benchmarks/linear_probe_speed.py).
+    epochs: Annotated[int, Field(ge=1, le=1000, description="Passes over the training set.")] = 10
     head_learning_rate: Annotated[
         float, Field(gt=0, le=1, description="Peak learning rate of the task head.")
     ] = 1e-2

@@ -102,6 +102,8 @@ class JobPublic(ORMModel):
     train_dataset_id: str
     eval_dataset_id: str | None
     adapter_version: int | None
+    # Times a worker started the job: more than 1 after a lost worker or a shutdown.
+    attempts: int
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None

@@ -6,6 +6,7 @@ means it registers at most one adapter version.
 """
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -31,14 +32,18 @@ from service.registry.models import (
 from worker.heartbeat import heartbeat
 from worker.promotion import decide_promotion
 from worker.trainer.callbacks import TrainerCallback, TrainerState
-from worker.trainer.data import stratified_split
-from worker.trainer.loop import ClassificationTrainer, TrainingResult
+from worker.trainer.loop import Trainer, TrainingResult
+from worker.trainer.tasktypes import TaskOptions, TrainingTaskType, build_task_type
 
 logger = logging.getLogger(__name__)
 
 
 class JobCancelled(Exception):
     """Raised inside the training loop when the job's status became `cancelled`."""
+
+
+class JobInterrupted(Exception):
+    """Raised inside the training loop when the worker is shutting down."""
 
 
 class JobInputError(ValueError):
@@ -58,17 +63,25 @@ class JobInputs:
     train_examples: list[dict]
     eval_examples: list[dict]
     labels: list[str]
+    task_type: str
     # The init_from version's delta and training rows (empty unless replay or EWC needs them).
     init_delta: Delta | None = None
     init_examples: list[dict] = field(default_factory=list)
 
 
 class RegistryProgress(TrainerCallback):
-    """Writes progress, the loss curve and eval results to the registry; stops on cancel."""
+    """Writes progress, the loss curve and eval results to the registry.
 
-    def __init__(self, job_id: str, database_url: str) -> None:
+    Stops the run by raising JobCancelled when the job was cancelled, and JobInterrupted
+    when `interrupted` is set (the worker's warm shutdown), at the next write.
+    """
+
+    def __init__(
+        self, job_id: str, database_url: str, interrupted: threading.Event | None = None
+    ) -> None:
         self.job_id = job_id
         self.database_url = database_url
+        self.interrupted = interrupted
 
     def on_train_begin(self, state: TrainerState) -> None:
         self._write(state, JobEvent(job_id=self.job_id, kind="log", message="training started"))
@@ -92,6 +105,8 @@ class RegistryProgress(TrainerCallback):
         logger.info("job %s epoch %d eval %s", self.job_id, metrics.get("epoch", 0), metrics)
 
     def _write(self, state: TrainerState, event: JobEvent, metrics: dict | None = None) -> None:
+        if self.interrupted is not None and self.interrupted.is_set():
+            raise JobInterrupted(self.job_id)
         with session_scope(self.database_url) as session:
             job = session.get(Job, self.job_id)
             if job is None or job.status == JobStatus.cancelled:
@@ -107,9 +122,20 @@ class RegistryProgress(TrainerCallback):
             session.add(event)
 
 
-def run_training_job(job_id: str, settings: Settings) -> None:
-    """Train the job `job_id` and register its adapter; record any failure on the job."""
+def run_training_job(
+    job_id: str, settings: Settings, interrupted: threading.Event | None = None
+) -> None:
+    """Train the job `job_id` and register its adapter; record any failure on the job.
+
+    When `interrupted` is set during training (the worker is shutting down), the run stops
+    within a few steps and the job goes back on the queue, to start again on a worker.
+    """
     url = settings.database_url
+    if interrupted is not None and interrupted.is_set():
+        # A worker in warm shutdown still takes messages until its running task returns.
+        logger.info("job %s received while the worker shuts down; sent back to the queue", job_id)
+        enqueue_training_job(job_id, settings)
+        return
     inputs = _start_job(job_id, url, settings.job_stale_after_s)
     if inputs is None:
         return
@@ -117,7 +143,10 @@ def run_training_job(job_id: str, settings: Settings) -> None:
     try:
         # A beat every quarter of the timeout keeps a healthy job from looking orphaned.
         with heartbeat(job_id, url, max(1.0, settings.job_stale_after_s / 4)):
-            result = _train(job_id, settings, inputs)
+            result = _train(job_id, settings, inputs, interrupted)
+    except JobInterrupted:
+        _requeue_interrupted(job_id, settings)
+        return
     except JobCancelled:
         logger.info("job %s cancelled while running; nothing registered", job_id)
         return
@@ -177,23 +206,27 @@ def _start_job(job_id: str, url: str, stale_after_s: int) -> JobInputs | None:
                 raise JobInputError(f"training dataset {job.train_dataset_id} no longer exists")
             train_examples = decode_examples(train_dataset.content)
             labels = list(train_dataset.labels)
+            task_type = job_task_type(train_dataset.task_type, labels, hyperparameters)
             if eval_dataset is not None:
                 eval_examples = decode_examples(eval_dataset.content)
             else:
-                train_rows, eval_rows = stratified_split(
-                    [e["label"] for e in train_examples],
-                    hyperparameters.eval_fraction,
-                    hyperparameters.seed,
+                train_examples, eval_examples = split_examples(
+                    task_type, train_examples, job.hyperparameters
                 )
-                eval_examples = [train_examples[i] for i in eval_rows]
-                train_examples = [train_examples[i] for i in train_rows]
-            unknown = sorted({e["label"] for e in eval_examples} - set(labels))
+            unknown = task_type.unknown_labels(eval_examples)
             if unknown:
                 raise JobInputError(
                     f"the eval dataset has labels {unknown[:5]} that the training dataset lacks; "
                     "upload an eval set with the training labels only"
                 )
-            inputs = JobInputs(job.strategy, hyperparameters, train_examples, eval_examples, labels)
+            inputs = JobInputs(
+                job.strategy,
+                hyperparameters,
+                train_examples,
+                eval_examples,
+                labels,
+                train_dataset.task_type,
+            )
             if hyperparameters.init_from is not None:
                 _load_init_from(session, inputs)
         except ValueError as exc:
@@ -244,18 +277,39 @@ def _load_init_from(session: Session, inputs: JobInputs) -> None:
         )
     examples = decode_examples(dataset.content)
     if source_job.eval_dataset_id is None:
-        # That job held out a stratified eval split, so replay only the rows it trained on.
-        source_hyperparameters = source_job.hyperparameters
-        train_rows, _ = stratified_split(
-            [e["label"] for e in examples],
-            source_hyperparameters.get("eval_fraction", 0.1),
-            source_hyperparameters.get("seed", 0),
+        # That job held out an eval split, so replay only the rows it trained on.
+        source_type = build_task_type(
+            dataset.task_type, list(dataset.labels), TaskOptions(max_length=1)
         )
-        examples = [examples[i] for i in train_rows]
+        examples, _ = split_examples(source_type, examples, source_job.hyperparameters)
     inputs.init_examples = examples
 
 
-def _train(job_id: str, settings: Settings, inputs: JobInputs) -> TrainingResult:
+def job_task_type(
+    name: str, labels: list[str], hyperparameters: TrainingHyperparameters
+) -> TrainingTaskType:
+    """Return the trainer's task type `name` with the job's options."""
+    return build_task_type(name, labels, TaskOptions.from_hyperparameters(hyperparameters))
+
+
+def split_examples(
+    task_type: TrainingTaskType, examples: list[dict], hyperparameters: dict
+) -> tuple[list[dict], list[dict]]:
+    """Return the (train, eval) examples of a job without an eval dataset.
+
+    The split is the task type's (stratified by label, or by article for QA) with the job's
+    stored eval_fraction and seed, so a later job that replays this one's training rows
+    recomputes exactly the same split.
+    """
+    train_rows, eval_rows = task_type.split(
+        examples, hyperparameters.get("eval_fraction", 0.1), hyperparameters.get("seed", 0)
+    )
+    return [examples[i] for i in train_rows], [examples[i] for i in eval_rows]
+
+
+def _train(
+    job_id: str, settings: Settings, inputs: JobInputs, interrupted: threading.Event | None
+) -> TrainingResult:
     base_dir = settings.resolved_base_model_dir
     fingerprint = fingerprint_base_model(base_dir)
     if inputs.init_delta is not None and inputs.init_delta.base_fingerprint != fingerprint:
@@ -264,7 +318,7 @@ def _train(job_id: str, settings: Settings, inputs: JobInputs) -> TrainingResult
             f"{inputs.init_delta.base_fingerprint[:12]}, but this worker runs "
             f"{fingerprint[:12]}; continue from a version trained on this base"
         )
-    trainer = ClassificationTrainer(
+    trainer = Trainer(
         spec=read_base_model_spec(base_dir),
         tokenizer=load_tokenizer(base_dir),
         fingerprint=fingerprint,
@@ -273,9 +327,10 @@ def _train(job_id: str, settings: Settings, inputs: JobInputs) -> TrainingResult
         train_examples=inputs.train_examples,
         eval_examples=inputs.eval_examples,
         labels=inputs.labels,
-        callbacks=[RegistryProgress(job_id, settings.database_url)],
+        callbacks=[RegistryProgress(job_id, settings.database_url, interrupted)],
         init_delta=inputs.init_delta,
         init_examples=inputs.init_examples,
+        task_type=inputs.task_type,
     )
     return trainer.fit()
 
@@ -371,6 +426,21 @@ def _fail_job(job_id: str, url: str, message: str) -> None:
         job.error = message
         job.finished_at = utcnow()
         session.add(JobEvent(job_id=job_id, kind="log", message=f"failed: {message}"))
+
+
+def _requeue_interrupted(job_id: str, settings: Settings) -> None:
+    """Put a job stopped by the worker's shutdown back on the queue, from its start."""
+    with session_scope(settings.database_url) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status != JobStatus.running:
+            return
+        job.status = JobStatus.queued
+        job.heartbeat_at = None
+        session.add(
+            JobEvent(job_id=job_id, kind="log", message="worker shut down; job queued again")
+        )
+    logger.warning("job %s interrupted by the worker's shutdown; queued again", job_id)
+    enqueue_training_job(job_id, settings)
 
 
 def recover_orphaned_jobs(settings: Settings, *, all_running: bool) -> list[str]:

@@ -6,15 +6,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.metrics import classification_metrics
 from service.modeling.delta import deserialize_delta
 from service.registry.models import Adapter, PromotionPolicy, Task
 from service.serving.engine import ServingEngine
+from service.serving.tasktypes import get_serving_task_type
+from service.tasktypes.options import SELECTION_METRICS
+from worker.trainer.tasktypes import build_task_type_of_delta
 
 logger = logging.getLogger(__name__)
-
-# The metric that `if_better` compares, per task type.
-PROMOTION_METRIC = {"text_classification": "accuracy"}
 
 
 def decide_promotion(
@@ -35,7 +34,8 @@ def decide_promotion(
     if policy == PromotionPolicy.manual:
         return False, "policy manual: promote the version to make it live"
 
-    metric = PROMOTION_METRIC.get(task.task_type, "accuracy")
+    # The task type's default selection metric: accuracy, micro-F1, Pearson, entity F1, F1.
+    metric = SELECTION_METRICS[task.task_type][0]
     live = session.scalar(
         select(Adapter).where(Adapter.task_id == task.id, Adapter.version == task.live_version)
     )
@@ -51,18 +51,18 @@ def decide_promotion(
 def evaluate_adapter(
     settings: Settings, delta_bytes: bytes, examples: list[dict]
 ) -> dict[str, float]:
-    """Return the classification metrics of a stored delta on `examples`, served from a slot.
+    """Return the task type's metrics of a stored delta on `examples`, served from a slot.
 
-    A fresh serving engine (its own copy of the base) runs the rows, so the figure is the one
-    that clients would see.
+    A fresh serving engine (its own copy of the base) answers each example as a predict
+    request, so the figure is the one that clients would see.
     """
     engine = ServingEngine(settings.model_copy(update={"preload_tasks": 0}))
     delta = deserialize_delta(delta_bytes)
     loaded = engine.cache.put("evaluation", "evaluation", 0, delta)
-    logits = engine.run_rows([(loaded, example["text"]) for example in examples])
-
-    label_index = {label: index for index, label in enumerate(delta.labels)}
-    predictions = [int(row.argmax()) for row in logits]
-    # A label the delta does not know counts as a miss.
-    references = [label_index.get(example["label"], -1) for example in examples]
-    return classification_metrics(predictions, references, len(delta.labels))
+    task_type = build_task_type_of_delta(delta)
+    serving_type = get_serving_task_type(delta.task_type)
+    items = [
+        (loaded, serving_type.parse_input_for(loaded, task_type.serving_input(example)))
+        for example in examples
+    ]
+    return task_type.prediction_metrics(examples, engine.run_items(items))

@@ -4,7 +4,7 @@ from celery.utils.log import get_task_logger
 from sqlalchemy.exc import OperationalError
 
 from service.config import get_settings
-from worker.app import app
+from worker.app import app, shutdown_requested
 from worker.jobs import run_training_job
 
 logger = get_task_logger(__name__)
@@ -14,7 +14,7 @@ logger = get_task_logger(__name__)
 def train_job(self, job_id: str) -> None:
     """Run the fine-tuning job `job_id`; retry while the registry is unreachable."""
     try:
-        run_training_job(job_id, get_settings())
+        run_training_job(job_id, get_settings(), shutdown_requested)
     except OperationalError as exc:
         logger.warning(
             "job %s: registry unreachable (%s); retry %d of %d",

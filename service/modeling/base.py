@@ -42,6 +42,9 @@ class BaseModelSpec:
     has_pooler: bool
     weights_file: Path
     max_seq_length: int | None
+    # False for a sentence-transformers bi-encoder: it was fine-tuned on single texts only, so
+    # its encoder runs the second text of a pair (or a QA context) as segment 0 too.
+    segment_ids: bool = True
 
 
 def read_base_model_spec(path: Path) -> BaseModelSpec:
@@ -72,6 +75,7 @@ def read_base_model_spec(path: Path) -> BaseModelSpec:
         has_pooler=has_pooler and pooling == "cls_pooler",
         weights_file=weights_file,
         max_seq_length=max_seq_length,
+        segment_ids=not (path / "modules.json").is_file(),
     )
 
 
@@ -153,6 +157,7 @@ def build_encoder(spec: BaseModelSpec) -> Encoder:
             f"for example {missing[:3]}; is it a BERT-family encoder?"
         )
     encoder.load_state_dict(cleaned, strict=True)
+    encoder.reads_token_types = spec.segment_ids
     encoder.requires_grad_(False)
     return encoder.eval()
 

@@ -228,6 +228,9 @@ class Encoder(nn.Module):
         # A trainer under bf16 autocast sets bf16, so the residual stream is not cast back and
         # forth around every matmul (LayerNorm still normalises in fp32 internally).
         self.residual_dtype: torch.dtype | None = None
+        # False makes every token segment 0, whatever token_type_ids say (see
+        # BaseModelSpec.segment_ids).
+        self.reads_token_types = True
 
     def forward(
         self,
@@ -236,6 +239,8 @@ class Encoder(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         route: AdapterRoute | None = None,
     ) -> torch.Tensor:
+        if not self.reads_token_types:
+            token_type_ids = None
         hidden = self.embeddings(input_ids, token_type_ids, attention_mask)
         if self.residual_dtype is not None:
             hidden = hidden.to(self.residual_dtype)

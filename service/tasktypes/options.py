@@ -156,7 +156,13 @@ def _resolve_qa(hyperparameters: BaseModel) -> dict[str, object]:
         )
 
     answer_tokens = getattr(hyperparameters, "max_answer_tokens", None)
+    # The start and end logits are read off single token states, which dropout on the head's
+    # input only makes noisier; BERT's own QA head has none either.
+    head_dropout = hyperparameters.head_dropout
+    if "head_dropout" not in hyperparameters.model_fields_set:
+        head_dropout = 0.0
     return {
+        "head_dropout": head_dropout,
         "max_length": max_length,
         "max_question_tokens": question_tokens,
         "doc_stride": stride,

@@ -114,18 +114,23 @@ def test_restart_keeps_registry_and_predictions(tmp_path: Path, tiny_model_dir: 
     assert predictions_after == predictions_before
 
 
+def wait_until_training(stack: Stack, job_id: str, timeout: float = 120) -> None:
+    """Wait until the job is running and has taken at least one optimizer step."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = stack.client.get(f"/v1/jobs/{job_id}").json()
+        if current["status"] == "running" and current["step"] > 0:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"job {job_id} not training after {timeout} s: {current}")
+
+
 def test_job_survives_worker_killed_mid_run(tmp_path: Path, tiny_model_dir: Path):
     env = {"LORAPLEX_DATA_DIR": str(tmp_path), "LORAPLEX_BASE_MODEL_DIR": str(tiny_model_dir)}
 
     with run_stack(env, log_dir=tmp_path / "logs") as stack:
         job = train_task(stack, "sentiment", SENTIMENT, copies=60, epochs=40)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            current = stack.client.get(f"/v1/jobs/{job['id']}").json()
-            if current["status"] == "running" and current["step"] > 0:
-                break
-            time.sleep(0.1)
-        assert current["status"] == "running", current
+        wait_until_training(stack, job["id"])
 
         stack.processes["worker"].send_signal(signal.SIGKILL)
         stack.processes["worker"].wait(timeout=30)
@@ -136,6 +141,31 @@ def test_job_survives_worker_killed_mid_run(tmp_path: Path, tiny_model_dir: Path
 
     assert finished["status"] == "succeeded", finished["error"]
     assert "worker lost; job queued again" in [e["message"] for e in events["data"]]
+    assert [a["version"] for a in adapters["data"]] == [1]
+
+
+def test_worker_sigterm_mid_job_requeues_and_exits_promptly(tmp_path: Path, tiny_model_dir: Path):
+    env = {"LORAPLEX_DATA_DIR": str(tmp_path), "LORAPLEX_BASE_MODEL_DIR": str(tiny_model_dir)}
+
+    with run_stack(env, log_dir=tmp_path / "logs") as stack:
+        job = train_task(stack, "sentiment", SENTIMENT, copies=60, epochs=40)
+        wait_until_training(stack, job["id"])
+
+        # A warm shutdown stops the job within a few steps: the worker exits by itself, long
+        # before the 40 epochs would end, and the job waits on the queue.
+        stack.processes["worker"].send_signal(signal.SIGTERM)
+        assert stack.processes["worker"].wait(timeout=60) == 0
+        waiting = stack.client.get(f"/v1/jobs/{job['id']}").json()
+        assert waiting["status"] == "queued", waiting
+
+        stack.processes["worker"] = start_process("worker", ["worker"], stack.env, stack.log_dir)
+        finished = wait_for_job(stack.client, job["id"], timeout=600)
+        events = stack.client.get(f"/v1/jobs/{job['id']}/events", params={"kind": "log"}).json()
+        adapters = stack.client.get("/v1/tasks/sentiment/adapters").json()
+
+    assert finished["status"] == "succeeded", finished["error"]
+    assert finished["attempts"] == 2
+    assert "worker shut down; job queued again" in [e["message"] for e in events["data"]]
     assert [a["version"] for a in adapters["data"]] == [1]
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import build_worker_command, default_task_name, sample_rows
+from service.cli import build_parser, build_worker_command, default_task_name, run_demo, sample_rows
 
 TSV = b"sentence\tlabel\n" + b"".join(f"text {i}\t{i % 2}\n".encode() for i in range(10))
 
@@ -84,3 +84,25 @@ def test_second_embedded_worker_is_rejected(tmp_path: Path) -> None:
 
     assert lock_embedded_worker(tmp_path)
     assert not lock_embedded_worker(tmp_path)
+
+
+def test_demo_with_missing_file_fails_before_starting_the_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\n")
+    args = build_parser().parse_args(
+        [
+            "demo",
+            "--train",
+            str(train),
+            "--eval",
+            str(tmp_path / "missing.tsv"),
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ]
+    )
+
+    assert run_demo(args) == 2
+    assert "--eval" in capsys.readouterr().out
+    assert not (tmp_path / "demo").exists()

@@ -1,42 +1,48 @@
 """Evaluation of a trained model, and of the form in which its delta will be served."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
-from service.metrics import classification_metrics
 from service.modeling.base import BaseModelSpec, build_encoder
 from service.modeling.delta import Delta
 from service.modeling.dense import build_dedicated_encoder
 from service.modeling.lora import AdapterRoute
 from service.modeling.slots import write_delta_to_slot
-from worker.trainer.batches import PaddedBatch
 from worker.trainer.model import TaskModel
 from worker.trainer.precision import Precision
+from worker.trainer.tasktypes import Features, TrainingTaskType
 
 SERVED_SLOT = 1
 
-Logits = Callable[[PaddedBatch], torch.Tensor]
+Outputs = Callable[[object], torch.Tensor]
 
 
 @torch.inference_mode()
 def evaluate(
-    logits_of: Logits, batches: list[PaddedBatch], num_rows: int, num_labels: int
+    outputs_of: Outputs,
+    batches: Sequence,
+    features: Features,
+    task_type: TrainingTaskType,
 ) -> dict[str, float]:
-    """Return accuracy and macro-F1 of the logits `[B, C]` that `logits_of` gives per batch."""
-    predictions = [0] * num_rows
-    references = [0] * num_rows
+    """Return the task type's metrics of the outputs that `outputs_of` gives per batch.
+
+    Each batch has `rows`, indexes into `features`. A token-level output is cut to the row's
+    own tokens before the task type decodes it.
+    """
+    outputs: list[torch.Tensor | None] = [None] * len(features)
+    lengths = features.lengths
     for batch in batches:
-        predicted = logits_of(batch).argmax(dim=-1).tolist()
-        for row, prediction, target in zip(
-            batch.rows, predicted, batch.targets.tolist(), strict=True
-        ):
-            predictions[row] = prediction
-            references[row] = target
-    return classification_metrics(predictions, references, num_labels)
+        batch_outputs = outputs_of(batch).float().cpu()
+        for position, row in enumerate(batch.rows):
+            output = batch_outputs[position]
+            outputs[row] = output[: lengths[row]] if task_type.token_level else output
+    return task_type.compute_metrics(features, outputs)  # type: ignore[arg-type]
 
 
-def build_served_model(spec: BaseModelSpec, delta: Delta, device: torch.device) -> TaskModel:
+def build_served_model(
+    spec: BaseModelSpec, delta: Delta, device: torch.device, token_level: bool = False
+) -> TaskModel:
     """Return the model the serving engine runs for `delta`, to run with `served_route`.
 
     A slot-served delta is written into slot 1 of a fresh base encoder, and a dense one gets
@@ -49,7 +55,8 @@ def build_served_model(spec: BaseModelSpec, delta: Delta, device: torch.device) 
         # the encoder is on its device.
         encoder = build_encoder(spec).to(device)
         write_delta_to_slot(encoder.adapted_layers(), SERVED_SLOT, delta, SERVED_SLOT + 1)
-    model = TaskModel(encoder, delta.pooling, len(delta.labels))
+    num_outputs = delta.head["classifier.weight"].shape[0]
+    model = TaskModel(encoder, delta.pooling, num_outputs, token_level=token_level)
     model.head.load_state_dict(delta.head)
     return model.to(device).eval()
 
@@ -63,8 +70,9 @@ def served_route(delta: Delta, batch_size: int, device: torch.device) -> Adapter
 def evaluate_served(
     spec: BaseModelSpec,
     delta: Delta,
-    batches: list[PaddedBatch],
-    num_rows: int,
+    batches: Sequence,
+    features: Features,
+    task_type: TrainingTaskType,
     precision: Precision,
 ) -> dict[str, float]:
     """Return the metrics of `delta` as served, under the same precision as training.
@@ -72,12 +80,12 @@ def evaluate_served(
     The residual stream takes the training dtype too, so that the difference from the metrics
     before compression is the compression's alone.
     """
-    model = build_served_model(spec, delta, precision.device)
+    model = build_served_model(spec, delta, precision.device, task_type.token_level)
     model.encoder.residual_dtype = precision.dtype
 
-    def logits_of(batch: PaddedBatch) -> torch.Tensor:
+    def outputs_of(batch) -> torch.Tensor:
         route = served_route(delta, len(batch.rows), precision.device)
         with precision.autocast():
-            return model(batch.input_ids, batch.attention_mask, route)
+            return model(batch.input_ids, batch.attention_mask, route, batch.token_type_ids)
 
-    return evaluate(logits_of, batches, num_rows, len(delta.labels))
+    return evaluate(outputs_of, batches, features, task_type)

@@ -1,6 +1,6 @@
-"""Frozen encoder features for the linear probe, computed once per job."""
+"""Frozen pooled encoder features for the linear probe, computed once per job."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
@@ -8,6 +8,7 @@ from service.modeling.lora import AdapterRoute
 from worker.trainer.data import pad_batch, sorted_batches
 from worker.trainer.model import TaskModel
 from worker.trainer.precision import Precision
+from worker.trainer.tasktypes import Features
 
 FEATURE_BATCH_SIZE = 128
 
@@ -15,7 +16,7 @@ FEATURE_BATCH_SIZE = 128
 @torch.inference_mode()
 def compute_features(
     model: TaskModel,
-    token_ids: Sequence[Sequence[int]],
+    features: Features,
     pad_id: int,
     precision: Precision,
     route_for: Callable[[int], AdapterRoute | None],
@@ -27,13 +28,16 @@ def compute_features(
     """
     model.eval()
     device = precision.device
-    features = torch.empty(
-        len(token_ids), model.encoder.config.hidden_size, dtype=torch.float32, device=device
+    pooled_rows = torch.empty(
+        len(features), model.encoder.config.hidden_size, dtype=torch.float32, device=device
     )
-    for rows in sorted_batches([len(ids) for ids in token_ids], FEATURE_BATCH_SIZE):
-        input_ids, attention_mask = pad_batch([token_ids[i] for i in rows], pad_id)
+    for rows in sorted_batches(features.lengths, FEATURE_BATCH_SIZE):
+        input_ids, attention_mask = pad_batch([features.token_ids[i] for i in rows], pad_id)
+        token_type_ids = features.batch_token_type_ids(rows, input_ids.shape[1])
+        if token_type_ids is not None:
+            token_type_ids = token_type_ids.to(device)
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
         with precision.autocast():
-            pooled = model.features(input_ids, attention_mask, route_for(len(rows)))
-        features[torch.tensor(rows, device=device)] = pooled.float()
-    return features
+            pooled = model.features(input_ids, attention_mask, route_for(len(rows)), token_type_ids)
+        pooled_rows[torch.tensor(rows, device=device)] = pooled.float()
+    return pooled_rows

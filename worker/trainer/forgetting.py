@@ -11,10 +11,11 @@ from transformers import PreTrainedTokenizerFast
 from service.hyperparameters import EncoderTrainingHyperparameters
 from service.modeling.delta import Delta
 from service.modeling.lora import AdapterRoute
-from worker.trainer.data import tokenize
+from worker.trainer.batches import make_batch
 from worker.trainer.model import TaskModel
 from worker.trainer.precision import Precision
 from worker.trainer.regularizers import AnchorPenalty, estimate_fisher, ewc_penalty, l2sp_penalty
+from worker.trainer.tasktypes import TaskOptions, TrainingTaskType, build_task_type
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def init_version_fisher(
     parameters: dict[str, nn.Parameter],
     init_delta: Delta | None,
     init_examples: list[dict],
+    task_type: TrainingTaskType,
     tokenizer: PreTrainedTokenizerFast,
     hp: EncoderTrainingHyperparameters,
     precision: Precision,
@@ -53,43 +55,62 @@ def init_version_fisher(
     """Return the init_from version's diagonal Fisher on its own training rows.
 
     The version's model is `model.encoder`, still at its starting weights, with the version's
-    own head and labels. Up to `hp.ewc_fisher_samples` rows are drawn with `hp.seed`.
+    own head and labels. Up to `hp.ewc_fisher_samples` examples are drawn with `hp.seed`, and
+    each encoder row of theirs gives one gradient of the task type's loss.
 
     Raises:
-        ValueError: the init version's training rows are unknown.
+        ValueError: the init version is of another task type, or its training rows are
+            unknown.
     """
     assert init_delta is not None, "EWC needs init_from"
+    if init_delta.task_type != task_type.name:
+        raise ValueError(
+            f"ewc_lambda needs an init_from version of this job's task type {task_type.name}, "
+            f"but it is a {init_delta.task_type} version. Set ewc_lambda to 0."
+        )
     if not init_examples:
         raise ValueError(
             "ewc_lambda needs the training rows of the init_from version, but none were found. "
             "Set ewc_lambda to 0, or continue from a version trained by a job."
         )
-    label_index = {label: i for i, label in enumerate(init_delta.labels)}
+    # the version's own task type: its labels, and its target scaling for regression
+    source_type = build_task_type(
+        init_delta.task_type, init_delta.labels, TaskOptions.from_hyperparameters(hp)
+    )
+    source_type.fit(init_examples)
     sample = random.Random(hp.seed).sample(
         init_examples, min(hp.ewc_fisher_samples, len(init_examples))
     )
-    sample = [e for e in sample if e["label"] in label_index]
-    token_ids = tokenize(tokenizer, [e["text"] for e in sample], hp.max_length)
+    sample = [e for e in sample if not source_type.unknown_labels([e])]
+    rows = source_type.featurize(tokenizer, sample)
 
     # the earlier version's model: this encoder at its start and that version's head
-    source_model = TaskModel(model.encoder, model.pooling, len(init_delta.labels))
+    num_outputs = init_delta.head["classifier.weight"].shape[0]
+    source_model = TaskModel(
+        model.encoder, model.pooling, num_outputs, token_level=source_type.token_level
+    )
     source_model.head.load_state_dict(init_delta.head)
     source_model.to(precision.device).eval()
     was_trainable = {name: p.requires_grad for name, p in parameters.items()}
     for parameter in parameters.values():
         parameter.requires_grad_(True)
 
-    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        with precision.autocast():
-            return source_model(input_ids, attention_mask, route_for(1))
+    def row_losses():
+        pad_id = tokenizer.pad_token_id
+        for row in range(len(rows)):
+            if rows.units[row] == 0:
+                continue  # a window without a labelled token has no loss
+            batch = make_batch([row], rows, pad_id, precision.device)
+            with precision.autocast():
+                outputs = source_model(
+                    batch.input_ids, batch.attention_mask, route_for(1), batch.token_type_ids
+                )
+            yield (
+                source_type.loss_sum(outputs, batch.targets, batch.attention_mask) / rows.units[row]
+            )
 
-    def rows():
-        for ids, example in zip(token_ids, sample, strict=True):
-            input_ids = torch.tensor([ids], device=precision.device)
-            yield input_ids, torch.ones_like(input_ids), label_index[example["label"]]
-
-    fisher = estimate_fisher(parameters, forward, rows())
+    fisher = estimate_fisher(parameters, row_losses())
     for name, parameter in parameters.items():
         parameter.requires_grad_(was_trainable[name])
-    logger.info("EWC Fisher estimated on %d rows of the init_from version", len(sample))
+    logger.info("EWC Fisher estimated on %d rows of the init_from version", len(rows))
     return fisher

@@ -1,11 +1,16 @@
-"""The training loop for text classification on the shared base.
+"""The training loop on the shared base, the same for every task type and strategy.
 
 One `step` is one optimizer update. With `micro_batch_size` below `batch_size`, a step
-accumulates the gradients of several micro-batches. The loop tokenises once, batches rows of similar
-length with dynamic padding, runs under the precision of `worker.trainer.precision`,
-evaluates after every epoch, keeps the best epoch's trainable tensors (stopping early when
-asked), and exports them as the delta. A dense update is compressed and evaluated again in
-the form that will be served.
+accumulates the gradients of several micro-batches. The loop encodes the examples once
+through the task type (worker.trainer.tasktypes), batches rows of similar length with dynamic
+padding, runs under the precision of `worker.trainer.precision`, evaluates with the task
+type's metrics after every epoch, keeps the best epoch's trainable tensors (stopping early
+when asked), and exports them as the delta. A dense update is compressed and evaluated again
+in the form that will be served.
+
+A step's loss is the task type's summed loss over the step's rows divided by the step's loss
+units (rows, or labelled tokens for NER), so it is a mean over the whole step however the
+rows are split into micro-batches.
 """
 
 import logging
@@ -15,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerFast
 
@@ -23,6 +27,7 @@ from service.hyperparameters import EncoderTrainingHyperparameters, TrainingHype
 from service.modeling.base import BaseModelSpec, build_encoder
 from service.modeling.delta import Delta
 from service.modeling.dense import build_dedicated_encoder, encoder_nbytes
+from service.tasktypes.options import resolve_task_options
 from worker.trainer.batches import PaddedBatch, make_batch
 from worker.trainer.callbacks import TrainerCallback, TrainerState
 from worker.trainer.data import (
@@ -30,7 +35,6 @@ from worker.trainer.data import (
     sample_replay_rows,
     sorted_batches,
     split_micro_batches,
-    tokenize,
 )
 from worker.trainer.dropout import use_fast_dropout
 from worker.trainer.evaluation import evaluate, evaluate_served
@@ -50,6 +54,12 @@ from worker.trainer.regularizers import AnchorPenalty
 from worker.trainer.run import FeatureBatch, Run, TrainingRows
 from worker.trainer.schedule import build_schedule, resolve_warmup_steps
 from worker.trainer.strategies import build_strategy
+from worker.trainer.tasktypes import (
+    Features,
+    TaskOptions,
+    build_task_type,
+    concat_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +67,7 @@ EVAL_BATCH_SIZE = 128
 
 # TaskModel and cpu_supports_bf16 were defined here before the loop was split, so callers may
 # still import them from this module.
-__all__ = ["ClassificationTrainer", "TaskModel", "TrainingResult", "cpu_supports_bf16"]
+__all__ = ["TaskModel", "Trainer", "TrainingResult", "cpu_supports_bf16"]
 
 
 @dataclass
@@ -84,8 +94,8 @@ class TrainingResult:
     total_seconds: float = 0.0
 
 
-class ClassificationTrainer:
-    """Fine-tunes the base on (text, label) examples with one strategy.
+class Trainer:
+    """Fine-tunes the base on one task type's examples with one strategy.
 
     Args:
         spec: the base model folder's spec (weights are loaded into a fresh copy).
@@ -93,13 +103,19 @@ class ClassificationTrainer:
         fingerprint: the base model's fingerprint, recorded in the delta.
         strategy: strategy name, e.g. "lora".
         hyperparameters: validated hyperparameters for that strategy.
-        train_examples, eval_examples: `{"text": str, "label": str}` rows.
-        labels: the label set; the head's output i is `labels[i]`.
+        train_examples, eval_examples: examples as the task type's datasets decode them,
+            such as `{"text": str, "label": str}` for text classification.
+        labels: the training dataset's labels (or tags); the head's output i is `labels[i]`
+            for the task types that classify.
         callbacks: progress hooks, called in order.
         log_every: steps between `on_log` calls.
         init_delta: the delta of the `init_from` version, when the job continues from one.
         init_examples: that version's training rows, for replay and for EWC's Fisher.
         device: where to train; None picks CUDA when available, else CPU.
+        task_type: the examples' task type, one of worker.trainer.tasktypes'.
+
+    Raises:
+        ValueError: the hyperparameters do not fit the task type or the base model.
     """
 
     def __init__(
@@ -118,7 +134,15 @@ class ClassificationTrainer:
         init_delta: Delta | None = None,
         init_examples: list[dict] | None = None,
         device: torch.device | str | None = None,
+        task_type: str = "text_classification",
     ) -> None:
+        hyperparameters = resolve_task_options(task_type, hyperparameters, labels)
+        max_positions = spec.config.max_position_embeddings - spec.config.position_offset
+        if hyperparameters.max_length > max_positions:
+            raise ValueError(
+                f"max_length {hyperparameters.max_length} is more than the base model's "
+                f"{max_positions} positions; use at most {max_positions}."
+            )
         self.spec = spec
         self.tokenizer = tokenizer
         self.fingerprint = fingerprint
@@ -127,6 +151,9 @@ class ClassificationTrainer:
         self.train_examples = train_examples
         self.eval_examples = eval_examples
         self.labels = labels
+        self.task = build_task_type(
+            task_type, labels, TaskOptions.from_hyperparameters(hyperparameters)
+        )
         self.callbacks = callbacks or []
         self.log_every = log_every
         self.init_delta = init_delta
@@ -143,37 +170,41 @@ class ClassificationTrainer:
 
     # setup
 
-    def _tokenize_rows(self) -> tuple[TrainingRows, list[list[int]], torch.Tensor]:
-        hp = self.hp
-        label_index = {label: i for i, label in enumerate(self.labels)}
-        replay = self.init_examples if hp.replay_fraction > 0 else []
-        unknown = sorted({e["label"] for e in replay} - set(label_index))
+    def _featurize(self) -> tuple[TrainingRows, Features]:
+        """Encode the training rows (with any replayed ones) and the eval rows."""
+        task = self.task
+        replay = self.init_examples if self.hp.replay_fraction > 0 else []
+        unknown = task.unknown_labels(replay)
         if unknown:
             raise ValueError(
                 f"init_from version's training rows have labels {unknown[:5]} that this job "
                 "lacks, so they cannot be replayed. Set replay_fraction to 0."
             )
-        examples = self.train_examples + replay
+        task.fit(self.train_examples)
+        own = task.featurize(self.tokenizer, self.train_examples)
+        replayed = task.featurize(self.tokenizer, replay) if replay else None
         rows = TrainingRows(
-            token_ids=tokenize(self.tokenizer, [e["text"] for e in examples], hp.max_length),
-            targets=torch.tensor([label_index[e["label"]] for e in examples]),
-            num_train=len(self.train_examples),
-            num_replay=len(replay),
+            features=concat_features(own, replayed) if replayed is not None else own,
+            num_train=len(own),
+            num_replay=len(replayed) if replayed is not None else 0,
         )
-        eval_ids = tokenize(self.tokenizer, [e["text"] for e in self.eval_examples], hp.max_length)
-        eval_targets = torch.tensor([label_index[e["label"]] for e in self.eval_examples])
-        return rows, eval_ids, eval_targets
+        return rows, task.featurize(self.tokenizer, self.eval_examples)
 
     def _build_model(self) -> TaskModel:
         encoder = build_encoder(self.spec).to(self.device)
         self.strategy.prepare(encoder)
         if self.init_delta is not None:
             self.strategy.load_init(encoder, self.init_delta)
-        model = TaskModel(encoder, self.spec.pooling, len(self.labels), self.hp.head_dropout).to(
-            self.device
-        )
-        if self.init_delta is not None and self.init_delta.labels == self.labels:
-            model.head.load_state_dict(self.init_delta.head)
+        model = TaskModel(
+            encoder,
+            self.spec.pooling,
+            self.task.num_outputs,
+            self.hp.head_dropout,
+            token_level=self.task.token_level,
+        ).to(self.device)
+        init = self.init_delta
+        if init is not None and init.task_type == self.task.name and init.labels == self.labels:
+            model.head.load_state_dict(init.head)
 
         # Speed: frozen matrices and the residual stream in the autocast dtype, and CPU dropout
         # without Bernoulli draws.
@@ -198,6 +229,7 @@ class ClassificationTrainer:
                 parameters,
                 self.init_delta,
                 self.init_examples,
+                self.task,
                 self.tokenizer,
                 self.hp,
                 self.precision,
@@ -217,7 +249,7 @@ class ClassificationTrainer:
 
         run = self._prepare()
         # Head-only steps on cached features are too small to split across threads.
-        threads = 1 if run.features is not None and self.device.type == "cpu" else None
+        threads = 1 if run.cached is not None and self.device.type == "cpu" else None
         with limited_threads(threads):
             for epoch in range(self.hp.epochs):
                 self._train_epoch(run, epoch)
@@ -236,22 +268,23 @@ class ClassificationTrainer:
         hp = self.hp
 
         # data and model
-        rows, eval_ids, eval_targets = self._tokenize_rows()
+        rows, eval_features = self._featurize()
         model = self._build_model()
         self.model = model
         encoder_parameters = self.strategy.trainable_parameters(model.encoder)
         self.penalties = self._build_penalties(model, encoder_parameters)
         pad_id = self.tokenizer.pad_token_id
         eval_batches = [
-            make_batch(batch, eval_ids, eval_targets, pad_id, self.device)
-            for batch in sorted_batches([len(ids) for ids in eval_ids], EVAL_BATCH_SIZE)
+            make_batch(batch, eval_features, pad_id, self.device)
+            for batch in sorted_batches(eval_features.lengths, EVAL_BATCH_SIZE)
         ]
 
-        # the linear probe trains on features computed once
-        features = eval_features = None
-        if self.strategy.uses_cached_features:
-            features = self._features(model, rows.token_ids)
-            eval_features = self._features(model, eval_ids)
+        # The linear probe of a pooled task type trains on features computed once; a
+        # token-level head reads every token, so its frozen encoder runs in every step.
+        cached = eval_cached = None
+        if self.strategy.uses_cached_features and not self.task.token_level:
+            cached = self._features(model, rows.features)
+            eval_cached = self._features(model, eval_features)
 
         # optimizer and schedule
         optimizer = build_optimizer(
@@ -277,26 +310,27 @@ class ClassificationTrainer:
             model=model,
             rows=rows,
             pad_id=pad_id,
+            eval_features=eval_features,
             eval_batches=eval_batches,
-            eval_targets=eval_targets,
             encoder_parameters=encoder_parameters,
             optimizer=optimizer,
             scheduler=scheduler,
             trainable=[p for group in optimizer.param_groups for p in group["params"]],
             steps_per_epoch=steps_per_epoch,
-            features=features,
-            eval_features=eval_features,
+            cached=cached,
+            eval_cached=eval_cached,
         )
 
         self.state = TrainerState(total_steps=total_steps, num_epochs=hp.epochs)
         self._notify("on_train_begin")
         logger.info(
-            "training %s on %d rows (+%d replayed per epoch), %d eval rows, %d steps, "
+            "training %s %s on %d rows (+%d replayed per epoch), %d eval rows, %d steps, "
             "%d trainable tensors, %s on %s",
+            self.task.name,
             self.strategy.name,
             rows.num_train,
             replay_per_epoch,
-            len(eval_ids),
+            len(eval_features),
             total_steps,
             len(run.trainable),
             self.precision.name,
@@ -308,6 +342,10 @@ class ClassificationTrainer:
         hp, rows = self.hp, run.rows
         self.strategy.start_epoch(run.model.encoder, epoch)
         run.model.train()
+        if self.strategy.uses_cached_features:
+            # a frozen encoder without a feature cache (token-level heads) runs without dropout,
+            # as the cached features would have been computed
+            run.model.encoder.eval()
         epoch_rows = list(range(rows.num_train)) + [
             rows.num_train + i
             for i in sample_replay_rows(rows.num_replay, hp.replay_fraction, hp.seed + epoch)
@@ -319,7 +357,7 @@ class ClassificationTrainer:
                 self._micro_batch(micro, run)
                 for micro in split_micro_batches(step_rows, hp.micro_batch_size or hp.batch_size)
             ]
-            loss = self._step(run, micro_batches, len(step_rows))
+            loss = self._step(run, micro_batches)
             run.scheduler.step()
             run.processed_rows += len(step_rows)
             self._record_step(epoch, run.steps_per_epoch, loss, run.scheduler)
@@ -360,33 +398,44 @@ class ClassificationTrainer:
     # one step
 
     def _micro_batch(self, micro: list[int], run: Run) -> PaddedBatch | FeatureBatch:
-        rows = run.rows
-        if run.features is None:
-            return make_batch(micro, rows.token_ids, rows.targets, run.pad_id, self.device)
-        index = torch.tensor(micro, device=self.device)
-        return FeatureBatch(micro, index, rows.targets[micro].to(self.device))
+        features = run.rows.features
+        if run.cached is None:
+            return make_batch(micro, features, run.pad_id, self.device)
+        return self._feature_batch(micro, features)
 
-    def _logits(
-        self, model: TaskModel, batch: PaddedBatch | FeatureBatch, features: torch.Tensor | None
+    def _feature_batch(self, rows: list[int], features: Features) -> FeatureBatch:
+        index = torch.tensor(rows)
+        assert isinstance(features.targets, torch.Tensor), "pooled task types only"
+        return FeatureBatch(
+            rows,
+            index.to(self.device),
+            features.targets.index_select(0, index).to(self.device),
+            float(sum(features.units[i] for i in rows)),
+        )
+
+    def _outputs(
+        self, model: TaskModel, batch: PaddedBatch | FeatureBatch, cached: torch.Tensor | None
     ) -> torch.Tensor:
         if isinstance(batch, FeatureBatch):
-            assert features is not None
-            return model.head(features.index_select(0, batch.index))
+            assert cached is not None
+            return model.head(cached.index_select(0, batch.index))
         route = self.strategy.route(len(batch.rows), self.device)
         with self.precision.autocast():
-            return model(batch.input_ids, batch.attention_mask, route)
+            return model(batch.input_ids, batch.attention_mask, route, batch.token_type_ids)
 
-    def _step(self, run: Run, micro_batches: list, step_size: int) -> torch.Tensor:
+    def _step(self, run: Run, micro_batches: list) -> torch.Tensor:
         """Run one optimizer step and return its mean loss as a tensor, without a host sync."""
         hp, optimizer = self.hp, run.optimizer
         scaler = self.precision.scaler
         total = torch.zeros((), device=self.device)
 
-        # forward and backward: each micro-batch's loss is divided by the step's row count, so
-        # the micro-batches add up to exactly the gradient of one batch of `step_size` rows
+        # forward and backward: each micro-batch's summed loss is divided by the step's loss
+        # units, so the micro-batches add up to exactly the gradient of one batch of all rows
+        step_units = max(sum(batch.units for batch in micro_batches), 1.0)
         for batch in micro_batches:
-            logits = self._logits(run.model, batch, run.features)
-            loss = F.cross_entropy(logits.float(), batch.targets, reduction="sum") / step_size
+            outputs = self._outputs(run.model, batch, run.cached)
+            mask = batch.attention_mask if isinstance(batch, PaddedBatch) else None
+            loss = self.task.loss_sum(outputs, batch.targets, mask) / step_units
             (scaler.scale(loss) if scaler is not None else loss).backward()
             total += loss.detach()
 
@@ -425,10 +474,10 @@ class ClassificationTrainer:
 
     # evaluation and export
 
-    def _features(self, model: TaskModel, token_ids: list[list[int]]) -> torch.Tensor:
+    def _features(self, model: TaskModel, features: Features) -> torch.Tensor:
         return compute_features(
             model,
-            token_ids,
+            features,
             self.tokenizer.pad_token_id,
             self.precision,
             lambda size: self.strategy.route(size, self.device),
@@ -436,25 +485,23 @@ class ClassificationTrainer:
 
     def _evaluate_epoch(self, run: Run) -> dict[str, float]:
         started = time.perf_counter()
-        model, eval_features, eval_targets = run.model, run.eval_features, run.eval_targets
+        model, eval_cached, eval_features = run.model, run.eval_cached, run.eval_features
         model.eval()
-        if eval_features is None:
+        if eval_cached is None:
             batches: list = run.eval_batches
         else:
-            index = torch.arange(len(eval_targets), device=self.device)
             batches = [
-                FeatureBatch(
-                    list(range(start, min(start + EVAL_BATCH_SIZE, len(eval_targets)))),
-                    index[start : start + EVAL_BATCH_SIZE],
-                    eval_targets[start : start + EVAL_BATCH_SIZE].to(self.device),
+                self._feature_batch(
+                    list(range(start, min(start + EVAL_BATCH_SIZE, len(eval_features)))),
+                    eval_features,
                 )
-                for start in range(0, len(eval_targets), EVAL_BATCH_SIZE)
+                for start in range(0, len(eval_features), EVAL_BATCH_SIZE)
             ]
         metrics = evaluate(
-            lambda batch: self._logits(model, batch, eval_features),
+            lambda batch: self._outputs(model, batch, eval_cached),
             batches,
-            len(eval_targets),
-            len(self.labels),
+            eval_features,
+            self.task,
         )
         self._eval_seconds += time.perf_counter() - started
         return metrics
@@ -465,12 +512,13 @@ class ClassificationTrainer:
         head = {name: p.detach().float().cpu().clone() for name, p in model.head.named_parameters()}
         delta = Delta(
             strategy=self.strategy.name,
-            task_type="text_classification",
+            task_type=self.task.name,
             labels=list(self.labels),
             base_fingerprint=self.fingerprint,
             pooling=self.spec.pooling,
             max_length=self.hp.max_length,
             head=head,
+            extra=self.task.delta_extra(),
             **update.delta_fields(),
         )
         metrics = {k: v for k, v in best_metrics.items() if k != "epoch"}
@@ -480,7 +528,7 @@ class ClassificationTrainer:
         if "compression_relative_frobenius_error" in report:
             eval_started = time.perf_counter()
             served = evaluate_served(
-                self.spec, delta, run.eval_batches, len(run.eval_targets), self.precision
+                self.spec, delta, run.eval_batches, run.eval_features, self.task, self.precision
             )
             self._eval_seconds += time.perf_counter() - eval_started
             for name, value in metrics.items():

@@ -15,10 +15,9 @@ lr: θ ← θ − lr·2·lambda·w·(θ − θ_start), where w is F for EWC and 
 factor lr·2·lambda·w is capped at 1 so a step never overshoots the anchor.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -82,25 +81,19 @@ def ewc_penalty(
 
 
 def estimate_fisher(
-    parameters: dict[str, nn.Parameter],
-    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    rows: Iterable[tuple[torch.Tensor, torch.Tensor, int]],
+    parameters: dict[str, nn.Parameter], row_losses: Iterable[torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Return the diagonal empirical Fisher E[(∂ log p(y|x) / ∂θ)²] over `rows`.
+    """Return the diagonal empirical Fisher E[(∂ loss / ∂θ)²] over the rows of `row_losses`.
 
     Args:
         parameters: the parameters to estimate it for, which must require grad.
-        forward: maps `input_ids [1, T]` and `attention_mask [1, T]` to logits `[1, C]`; the
-            caller puts the model in eval mode so dropout does not add noise.
-        rows: (input_ids, attention_mask, label) of one example each. Gradients are taken per
+        row_losses: the loss of one example at a time, its negative log-likelihood (computed
+            lazily by a generator, so only one graph is alive). Gradients are taken per
             example because the square of a batch's mean gradient is not the mean square.
     """
     fisher = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in parameters.items()}
     count = 0
-    for input_ids, attention_mask, label in rows:
-        logits = forward(input_ids, attention_mask)
-        target = torch.tensor([label], device=logits.device)
-        loss = F.cross_entropy(logits.float(), target)
+    for loss in row_losses:
         gradients = torch.autograd.grad(loss, list(parameters.values()), allow_unused=True)
         for (name, _), gradient in zip(parameters.items(), gradients, strict=True):
             if gradient is not None:

@@ -7,29 +7,30 @@ from torch import nn
 
 from worker.trainer.batches import PaddedBatch
 from worker.trainer.model import TaskModel
+from worker.trainer.tasktypes import Features
 
 
 @dataclass
 class TrainingRows:
-    """Tokenised training rows: the job's own rows, then the replayed rows of `init_from`."""
+    """Encoder rows to train on: the job's own rows, then the replayed rows of `init_from`."""
 
-    token_ids: list[list[int]]
-    targets: torch.Tensor  # [rows]
+    features: Features
     num_train: int
     num_replay: int
 
     @property
     def lengths(self) -> list[int]:
-        return [len(ids) for ids in self.token_ids]
+        return self.features.lengths
 
 
 @dataclass
 class FeatureBatch:
-    """A batch of the linear probe: row indexes into the cached features."""
+    """A batch of the linear probe: row indexes into the cached pooled features."""
 
     rows: list[int]
     index: torch.Tensor  # [B] on the device
-    targets: torch.Tensor  # [B] on the device
+    targets: torch.Tensor  # on the device, as Features.batch_targets
+    units: float  # the sum of the rows' loss units
 
 
 @dataclass
@@ -39,16 +40,17 @@ class Run:
     model: TaskModel
     rows: TrainingRows
     pad_id: int
+    eval_features: Features
     eval_batches: list[PaddedBatch]
-    eval_targets: torch.Tensor  # [eval rows]
     encoder_parameters: dict[str, nn.Parameter]
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     trainable: list[nn.Parameter]
     steps_per_epoch: int
-    # Cached pooled features `[rows, hidden]` of the linear probe; None for other strategies.
-    features: torch.Tensor | None = None
-    eval_features: torch.Tensor | None = None
+    # Cached pooled features `[rows, hidden]` of the linear probe; None for other strategies
+    # and for token-level task types, whose head reads every token.
+    cached: torch.Tensor | None = None
+    eval_cached: torch.Tensor | None = None
     processed_rows: int = 0
     best_snapshot: dict[str, torch.Tensor] | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)

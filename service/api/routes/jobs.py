@@ -36,10 +36,13 @@ SINGLE_LABEL_TASK_TYPES = frozenset({"text_classification", "sentence_pair"})
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-def get_dataset_or_raise(session: Session, dataset_id: str) -> Dataset:
+def get_dataset_or_raise(session: Session, dataset_id: str, field: str) -> Dataset:
+    """Return the dataset, or raise a 404 that names the request field holding the id."""
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
-        raise HTTPException(status_code=404, detail="Dataset not found")
+        raise HTTPException(
+            status_code=404, detail=f"Dataset not found: {field} {dataset_id[:64]!r}"
+        )
     return dataset
 
 
@@ -210,10 +213,10 @@ def enqueue_job_or_raise(session: Session, settings: Settings, job: Job) -> None
 )
 def create_job(session: SessionDep, settings: SettingsDep, job_in: JobCreate) -> JobPublic:
     """Submit a fine-tuning job for a task, creating the task on first use."""
-    train_dataset = get_dataset_or_raise(session, job_in.train_dataset_id)
+    train_dataset = get_dataset_or_raise(session, job_in.train_dataset_id, "train_dataset_id")
     eval_dataset = None
     if job_in.eval_dataset_id is not None:
-        eval_dataset = get_dataset_or_raise(session, job_in.eval_dataset_id)
+        eval_dataset = get_dataset_or_raise(session, job_in.eval_dataset_id, "eval_dataset_id")
     existing_task = session.scalar(select(Task).where(Task.name == job_in.task))
     check_task_types(train_dataset, eval_dataset, existing_task)
     hyperparameters = resolve_task_options_or_raise(

@@ -37,7 +37,11 @@ def test_create_job_queues_job(
     assert job["task"] == "reviews"
     assert job["status"] == "queued"
     assert job["strategy"] == "lora"
-    assert job["hyperparameters"] == LoraHyperparameters(epochs=2, lora_rank=4).model_dump()
+    # stored resolved: the task type's default selection metric is filled in
+    assert (
+        job["hyperparameters"]
+        == LoraHyperparameters(epochs=2, lora_rank=4, metric_for_best_model="accuracy").model_dump()
+    )
     assert job["eval_dataset_id"] is None
     assert job["warnings"] == []
     assert job["eta_seconds"] is None
@@ -57,7 +61,7 @@ def test_create_job_unknown_dataset(
     )
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "Dataset not found"}
+    assert response.json() == {"detail": "Dataset not found: train_dataset_id '0123456789abcdef'"}
     assert count_jobs(session) == 0
     assert enqueued == []
 
@@ -73,7 +77,7 @@ def test_create_job_unknown_eval_dataset(client: TestClient, train_dataset: dict
     )
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "Dataset not found"}
+    assert response.json() == {"detail": "Dataset not found: eval_dataset_id '0123456789abcdef'"}
 
 
 @pytest.mark.parametrize(

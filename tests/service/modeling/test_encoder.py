@@ -36,3 +36,34 @@ def test_plain_bert_folder_uses_cls_pooler(tiny_model_dir):
 def test_fingerprint_is_stable(tiny_model_dir):
     assert fingerprint_base_model(tiny_model_dir) == fingerprint_base_model(tiny_model_dir)
     assert len(fingerprint_base_model(tiny_model_dir)) == 64
+
+
+def test_plain_bert_folder_reads_segment_ids(tiny_model_dir):
+    spec = read_base_model_spec(tiny_model_dir)
+    encoder = build_encoder(spec)
+    input_ids = torch.tensor([[101, 2000, 102, 2001, 102]])
+    mask = torch.ones_like(input_ids)
+    types = torch.tensor([[0, 0, 0, 1, 1]])
+
+    with torch.no_grad():
+        changed = encoder(input_ids, mask, types)
+        single = encoder(input_ids, mask)
+
+    assert spec.segment_ids
+    assert not torch.allclose(changed, single)
+
+
+def test_sentence_transformers_folder_runs_pairs_as_one_segment(real_model_dir):
+    # all-MiniLM-L6-v2 was fine-tuned on single texts, so token type 1 is never used.
+    spec = read_base_model_spec(real_model_dir)
+    encoder = build_encoder(spec)
+    input_ids = torch.tensor([[101, 2040, 102, 2009, 102]])
+    mask = torch.ones_like(input_ids)
+    types = torch.tensor([[0, 0, 0, 1, 1]])
+
+    with torch.no_grad():
+        paired = encoder(input_ids, mask, types)
+        single = encoder(input_ids, mask)
+
+    assert not spec.segment_ids
+    assert torch.equal(paired, single)

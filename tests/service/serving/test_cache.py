@@ -68,3 +68,27 @@ def test_cache_grows_slot_tables_past_initial_size(encoder):
     assert len({entry.slot for entry in loaded}) == 20
     assert 0 not in {entry.slot for entry in loaded}
     assert cache.num_slots >= 21
+
+
+def test_low_rank_delta_is_charged_its_padded_slot(encoder):
+    wide = make_delta(encoder, rank=8, seed=1)
+    narrow = make_delta(encoder, rank=2, seed=2)
+    cache = AdapterCache(encoder, budget_bytes=10 * wide.nbytes)
+    cache.put("wide", "t1", 1, wide)
+
+    cache.put("narrow", "t2", 1, narrow)
+
+    # Both hold a rank-8 slot, so the narrow one costs what the wide one does.
+    assert narrow.nbytes < wide.nbytes
+    assert cache.used_bytes == 2 * wide.nbytes
+
+
+def test_budget_counts_padding_when_evicting(encoder):
+    wide = make_delta(encoder, rank=8, seed=1)
+    cache = AdapterCache(encoder, budget_bytes=int(1.5 * wide.nbytes))
+    cache.put("wide", "t1", 1, wide)
+
+    cache.put("narrow", "t2", 1, make_delta(encoder, rank=2, seed=2))
+
+    assert set(cache.entries) == {"narrow"}
+    assert cache.used_bytes <= cache.budget_bytes

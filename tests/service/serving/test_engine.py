@@ -7,6 +7,7 @@ from transformers import AutoModel
 from service.modeling.delta import Delta
 from service.modeling.peft_format import lora_from_peft_state_dict, peft_scale
 from service.registry.models import Task
+from service.serving.engine import ServingEngine
 from service.serving.errors import AdapterIncompatible, TaskNotFound, TaskNotReady
 from tests.service.serving.utils import make_delta, register_delta
 
@@ -193,3 +194,27 @@ def test_preload_loads_pinned_then_busiest(engine, session):
     session.flush()
 
     assert engine.preload(session, limit=2) == ["pinned", "busy"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_mixed_batch_on_cuda_matches_cpu(serving_settings, session, dtype):
+    # CI has no GPU; this runs where a CUDA device is present.
+    cpu = ServingEngine(serving_settings.model_copy(update={"serve_device": "cpu"}))
+    gpu = ServingEngine(
+        serving_settings.model_copy(update={"serve_device": "cuda", "serve_dtype": dtype})
+    )
+    for index in range(4):
+        delta = make_delta(cpu.base.encoder, seed=index, fingerprint=cpu.base.fingerprint)
+        register_delta(session, f"task{index}", delta)
+    rows = {
+        name: [(engine.acquire(session, f"task{i % 4}"), text) for i, text in enumerate(TEXTS)]
+        for name, engine in (("cpu", cpu), ("gpu", gpu))
+    }
+
+    expected = cpu.run_rows(rows["cpu"])
+    served = gpu.run_rows(rows["gpu"])
+
+    assert gpu.device.type == "cuda"
+    for reference, logits in zip(expected, served, strict=True):
+        assert torch.allclose(logits.float().cpu(), reference, atol=5e-2, rtol=5e-2)

@@ -10,7 +10,7 @@ import torch
 from service.config import default_base_model_dir
 from service.hyperparameters import parse_hyperparameters
 from service.modeling.base import fingerprint_base_model, load_tokenizer, read_base_model_spec
-from worker.trainer.loop import ClassificationTrainer
+from worker.trainer.loop import Trainer
 
 TOKENIZER_FILES = (
     "vocab.txt",
@@ -65,13 +65,14 @@ def make_trainer(
     callbacks=(),
     init_delta=None,
     init_examples=None,
+    task_type: str = "text_classification",
     **overrides,
-) -> ClassificationTrainer:
+) -> Trainer:
     """Return a trainer on `model_dir` in fp32 (so results compare exactly across runs)."""
     hyperparameters = parse_hyperparameters(
         strategy, {"epochs": 2, "batch_size": 16, "bf16": False, **overrides}
     )
-    return ClassificationTrainer(
+    return Trainer(
         spec=read_base_model_spec(model_dir),
         tokenizer=load_tokenizer(model_dir),
         fingerprint=fingerprint_base_model(model_dir),
@@ -84,6 +85,7 @@ def make_trainer(
         log_every=2,
         init_delta=init_delta,
         init_examples=init_examples,
+        task_type=task_type,
     )
 
 

@@ -12,18 +12,14 @@ from service.hyperparameters import parse_hyperparameters
 from service.migrate import upgrade_to_head
 from service.modeling.delta import deserialize_delta
 from service.registry.models import Adapter, Dataset, Job, JobStatus, Task
+from tests.utils.settings import local_settings
 from tests.worker.trainer.helpers import keyword_examples
 from worker.jobs import run_training_job
 
 
 @pytest.fixture
 def settings(tmp_path: Path, tiny_model_dir: Path) -> Settings:
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'registry.db'}",
-        broker_url="memory://",
-        base_model_dir=tiny_model_dir,
-    )
+    settings = local_settings(tmp_path, tiny_model_dir)
     upgrade_to_head(settings.database_url)
     return settings
 

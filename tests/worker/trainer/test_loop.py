@@ -13,7 +13,7 @@ from service.modeling.base import (
 )
 from service.modeling.lora import AdapterRoute
 from worker.trainer.callbacks import TrainerCallback
-from worker.trainer.loop import ClassificationTrainer
+from worker.trainer.loop import Trainer
 
 
 class Recorder(TrainerCallback):
@@ -43,7 +43,7 @@ def make_trainer(model_dir, train, eval_, callbacks=(), **overrides):
     hyperparameters = parse_hyperparameters(
         "lora", {"epochs": 2, "batch_size": 16, "bf16": False, **overrides}
     )
-    return ClassificationTrainer(
+    return Trainer(
         spec=read_base_model_spec(model_dir),
         tokenizer=load_tokenizer(model_dir),
         fingerprint=fingerprint_base_model(model_dir),
@@ -124,7 +124,7 @@ def test_lora_on_real_base_beats_majority_on_sst2(shared_data_dir, real_model_di
         dev
     )
     hyperparameters = parse_hyperparameters("lora", {"epochs": 3, "max_length": 64})
-    trainer = ClassificationTrainer(
+    trainer = Trainer(
         spec=read_base_model_spec(real_model_dir),
         tokenizer=load_tokenizer(real_model_dir),
         fingerprint=fingerprint_base_model(real_model_dir),

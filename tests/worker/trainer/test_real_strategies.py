@@ -7,7 +7,7 @@ import pytest
 from service.hyperparameters import parse_hyperparameters
 from service.modeling.base import fingerprint_base_model, load_tokenizer, read_base_model_spec
 from tests.worker.trainer.helpers import read_sst2
-from worker.trainer.loop import ClassificationTrainer
+from worker.trainer.loop import Trainer
 
 pytestmark = pytest.mark.real_model
 
@@ -36,7 +36,7 @@ def test_strategy_beats_majority_on_sst2(real_model_dir, sst2, strategy):
     train, dev = sst2
     majority = max(sum(e["label"] == label for e in dev) for label in ("0", "1")) / len(dev)
     values = {"epochs": 2, "max_length": 64, **STRATEGIES[strategy]}
-    trainer = ClassificationTrainer(
+    trainer = Trainer(
         spec=read_base_model_spec(real_model_dir),
         tokenizer=load_tokenizer(real_model_dir),
         fingerprint=fingerprint_base_model(real_model_dir),

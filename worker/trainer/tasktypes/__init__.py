@@ -4,7 +4,8 @@ Each task type is a TrainingTaskType subclass registered in TRAINING_TASK_TYPES 
 task-type name that datasets carry. The loop builds one per job with build_task_type.
 """
 
-from worker.trainer.tasktypes.base import Features, TaskOptions, TrainingTaskType
+from service.modeling.delta import Delta
+from worker.trainer.tasktypes.base import Features, TaskOptions, TrainingTaskType, concat_features
 from worker.trainer.tasktypes.classification import SentencePair, TextClassification
 from worker.trainer.tasktypes.extractive_qa import ExtractiveQA
 from worker.trainer.tasktypes.multi_label import MultiLabel
@@ -34,10 +35,26 @@ def build_task_type(name: str, labels: list[str], options: TaskOptions) -> Train
     return cls(labels, options)
 
 
+def build_task_type_of_delta(delta: Delta) -> TrainingTaskType:
+    """Return the task type that trained `delta`, with the settings stored in it.
+
+    Only what scoring served predictions needs is restored (labels, max length and the
+    multi-label threshold), not regression's target scaling, which serving applies itself.
+    """
+    threshold = delta.extra.get("threshold")
+    options = TaskOptions(
+        max_length=delta.max_length,
+        threshold=float(threshold) if threshold is not None else None,
+    )
+    return build_task_type(delta.task_type, delta.labels, options)
+
+
 __all__ = [
     "TRAINING_TASK_TYPES",
     "Features",
     "TaskOptions",
     "TrainingTaskType",
     "build_task_type",
+    "build_task_type_of_delta",
+    "concat_features",
 ]

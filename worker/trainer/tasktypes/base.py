@@ -8,6 +8,9 @@ outputs, a loss, an evaluation after every epoch. A task type supplies the parts
     compute_metrics  the outputs of every eval row -> the task type's metrics
     delta_extra      settings that serving needs, stored in the delta's metadata
     split            the held-out eval rows when the job has no eval dataset
+    serving_input, prediction_metrics
+                     an example as a predict input, and the metrics of served predictions,
+                     so a stored version can be scored the way clients see it
 
 Pooled task types get outputs `[B, num_outputs]` from the head on the pooled row; token-level
 ones (`token_level = True`) get `[B, T, num_outputs]` from the head on every token.
@@ -206,6 +209,17 @@ class TrainingTaskType:
         when there are two or more.
         """
         return random_split(len(examples), fraction, seed)
+
+    def serving_input(self, example: dict) -> str | dict:
+        """Return the predict input of an example, as a client would send it."""
+        raise NotImplementedError
+
+    def prediction_metrics(self, examples: list[dict], predictions: list[dict]) -> dict[str, float]:
+        """Return the metrics of served predictions, one per example, by compute_metrics' names.
+
+        Labels of the examples that the model lacks count as misses.
+        """
+        raise NotImplementedError
 
     def unknown_labels(self, examples: list[dict]) -> list[str]:
         """Return the labels (or tags) of `examples` that are not the task's, sorted.

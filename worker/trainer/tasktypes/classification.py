@@ -47,6 +47,20 @@ class TextClassification(TrainingTaskType):
             metrics["f1"] = positive_f1(predictions, references, positive=1)
         return metrics
 
+    def serving_input(self, example: dict) -> str | dict:
+        if self.pair_key:
+            return {"text": example["text"], "text_pair": example[self.pair_key]}
+        return example["text"]
+
+    def prediction_metrics(self, examples: list[dict], predictions: list[dict]) -> dict[str, float]:
+        index = {label: position for position, label in enumerate(self.labels)}
+        predicted = [index[p["label"]] for p in predictions]
+        references = [index.get(e["label"], -1) for e in examples]
+        metrics = classification_metrics(predicted, references, len(self.labels))
+        if self.pair_key and len(self.labels) == 2:
+            metrics["f1"] = positive_f1(predicted, references, positive=1)
+        return metrics
+
     def split(
         self, examples: list[dict], fraction: float, seed: int
     ) -> tuple[list[int], list[int]]:

@@ -131,6 +131,13 @@ class ExtractiveQA(TrainingTaskType):
             gold_answers.append(question.answers)
         return squad_scores(predictions, gold_answers)
 
+    def serving_input(self, example: dict) -> str | dict:
+        return {"question": example["question"], "context": example["context"]}
+
+    def prediction_metrics(self, examples: list[dict], predictions: list[dict]) -> dict[str, float]:
+        gold = [[answer["text"] for answer in e["answers"]] for e in examples]
+        return squad_scores([p["answer"] for p in predictions], gold)
+
     def delta_extra(self) -> dict[str, str]:
         return {
             "doc_stride": str(self.stride),

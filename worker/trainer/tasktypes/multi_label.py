@@ -43,6 +43,16 @@ class MultiLabel(TrainingTaskType):
         probabilities = [output.float().sigmoid().tolist() for output in outputs]
         return multi_label_scores(probabilities, features.targets.tolist(), self.threshold)
 
+    def serving_input(self, example: dict) -> str | dict:
+        return example["text"]
+
+    def prediction_metrics(self, examples: list[dict], predictions: list[dict]) -> dict[str, float]:
+        # Labels the model lacks are scored over too, with probability 0.
+        labels = self.labels + self.unknown_labels(examples)
+        probabilities = [[p["scores"].get(label, 0.0) for label in labels] for p in predictions]
+        references = [encode_label_set(e["labels"], labels) for e in examples]
+        return multi_label_scores(probabilities, references, self.threshold)
+
     def delta_extra(self) -> dict[str, str]:
         return {"threshold": repr(self.threshold)}
 

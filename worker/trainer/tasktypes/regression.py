@@ -66,6 +66,16 @@ class Regression(TrainingTaskType):
         predictions = [float(output[0]) * self.std + self.mean for output in outputs]
         return regression_scores(predictions, features.plan)
 
+    def serving_input(self, example: dict) -> str | dict:
+        if "text_pair" in example:
+            return {"text": example["text"], "text_pair": example["text_pair"]}
+        return example["text"]
+
+    def prediction_metrics(self, examples: list[dict], predictions: list[dict]) -> dict[str, float]:
+        return regression_scores(
+            [p["value"] for p in predictions], [float(e["target"]) for e in examples]
+        )
+
     def delta_extra(self) -> dict[str, str]:
         return {
             "target_mean": repr(self.mean),

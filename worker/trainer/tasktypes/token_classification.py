@@ -83,6 +83,13 @@ class TokenClassification(TrainingTaskType):
         scores = entity_scores(references, predictions)
         return {f"entity_{name}": value for name, value in scores.items()}
 
+    def serving_input(self, example: dict) -> str | dict:
+        return {"tokens": example["tokens"]}
+
+    def prediction_metrics(self, examples: list[dict], predictions: list[dict]) -> dict[str, float]:
+        scores = entity_scores([e["tags"] for e in examples], [p["tags"] for p in predictions])
+        return {f"entity_{name}": value for name, value in scores.items()}
+
     def delta_extra(self) -> dict[str, str]:
         return {"doc_stride": str(self.stride)}
 
