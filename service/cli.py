@@ -242,7 +242,9 @@ def run_up(args: argparse.Namespace) -> int:
                 worker_failed.set()
                 server.should_exit = True
                 return
-            logger.error("worker exited with code %s; starting a new one", returncode)
+            # Code 0 is a clean stop (a SIGTERM sent to the worker alone), not a crash.
+            log = logger.warning if returncode == 0 else logger.error
+            log("worker exited with code %s; starting a new one", returncode)
             time.sleep(1)
             if stopping.is_set():
                 return

@@ -5,7 +5,7 @@ those that need more than one row (TaskPublic, AdapterPublic).
 """
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     computed_field,
     field_validator,
+    model_validator,
 )
 
 # A task name starts with a letter or digit, so "." and ".." (which clients drop from URLs)
@@ -187,9 +188,18 @@ def check_has_text(value: str) -> str:
 
 
 def count_chars(value: str | dict[str, Any]) -> int:
+    """Return the characters of an input; a token list counts as its tokens joined by spaces."""
     if isinstance(value, str):
         return len(value)
-    return sum(len(v) if isinstance(v, str) else len(str(v)) for v in value.values())
+    total = 0
+    for item in value.values():
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, list) and all(isinstance(token, str) for token in item):
+            total += sum(len(token) for token in item) + max(len(item) - 1, 0)
+        else:
+            total += len(str(item))
+    return total
 
 
 def check_input(value: str | dict[str, Any]) -> str | dict[str, Any]:
@@ -272,6 +282,17 @@ class FanOutRequest(BaseModel):
         if duplicates:
             raise ValueError(f"tasks {duplicates} are listed more than once; list each once.")
         return value
+
+    @model_validator(mode="after")
+    def check_total_work(self) -> Self:
+        # Every task runs every input, so the request's cost is its characters times its tasks.
+        total = sum(count_chars(value) for value in self.inputs) * len(self.tasks)
+        if total > MAX_REQUEST_CHARS:
+            raise ValueError(
+                f"{len(self.tasks)} tasks times the inputs' characters make {total}; the maximum "
+                f"per request is {MAX_REQUEST_CHARS}. Send fewer tasks or inputs per request."
+            )
+        return self
 
 
 class FanOutResponse(BaseModel):

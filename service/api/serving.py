@@ -41,7 +41,7 @@ async def predict_tasks(
         held = await run_in_threadpool(engine.acquire_many, session, task_names)
     except TaskNotFound as exc:
         logger.info("prediction rejected: task %s not found", exc)
-        raise HTTPException(status_code=404, detail="Task not found") from exc
+        raise HTTPException(status_code=404, detail=f"Task not found: {str(exc)[:200]!r}") from exc
     except (TaskNotReady, AdapterIncompatible) as exc:
         logger.info("prediction for tasks %s rejected: %s", task_names, exc)
         raise HTTPException(status_code=409, detail=str(exc)) from exc

@@ -113,8 +113,8 @@ def _resolve_metric(task_type: str, hyperparameters: BaseModel, labels: list[str
     metric = getattr(hyperparameters, "metric_for_best_model", None) or allowed[0]
     if metric not in allowed:
         raise TaskOptionError(
-            f"metric_for_best_model {metric!r} is not reported for {task_type} tasks; "
-            f"choose one of {', '.join(allowed)}",
+            f"metric_for_best_model {metric!r} cannot select the best epoch of {task_type} "
+            f"tasks; choose one of {', '.join(allowed)}",
             field="metric_for_best_model",
         )
     if task_type == "sentence_pair" and metric == "f1" and len(labels) != 2:

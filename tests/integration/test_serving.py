@@ -246,7 +246,7 @@ def test_fan_out_matches_each_task_alone(tmp_path: Path, tiny_model_dir: Path):
         want = alone[result["task"]]["predictions"]
         assert [p["label"] for p in result["predictions"]] == [p["label"] for p in want]
     assert missing.status_code == 404
-    assert missing.json()["detail"] == "Task not found"
+    assert missing.json()["detail"] == "Task not found: 'nope'"
     assert repeated.status_code == 422
 
 

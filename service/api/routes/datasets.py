@@ -18,6 +18,7 @@ from service.hyperparameters import LoraHyperparameters
 from service.modeling.base import load_tokenizer
 from service.registry.models import Dataset
 from service.schemas import DatasetPublic, DatasetsPublic
+from service.tasktypes import qa
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 # Texts longer than the default max_length of a job are reported in the upload's warnings.
 DEFAULT_MAX_LENGTH: int = LoraHyperparameters.model_fields["max_length"].default
+QA_MAX_LENGTH: int = qa.DEFAULT_MAX_LENGTH
 
 
 @lru_cache(maxsize=4)
@@ -98,7 +100,8 @@ def create_dataset(
             text_pair_column=text_pair_column,
             label_delimiter=label_delimiter,
             count_tokens=get_token_counter(settings.resolved_base_model_dir),
-            max_length=DEFAULT_MAX_LENGTH,
+            # the length a job of this type trains at unless it sets max_length
+            max_length=QA_MAX_LENGTH if task_type == "extractive_qa" else DEFAULT_MAX_LENGTH,
         )
     except DatasetError as exc:
         logger.info(

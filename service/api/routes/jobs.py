@@ -1,7 +1,7 @@
 """Fine-tuning jobs: submission, progress, history and cancellation."""
 
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
@@ -280,7 +280,7 @@ def read_job(session: SessionDep, job_id: str) -> JobPublic:
 def read_job_events(
     session: SessionDep,
     job_id: str,
-    kind: str | None = None,
+    kind: Literal["train", "eval", "log"] | None = None,
     after_id: Annotated[int | None, Query(ge=0)] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> JobEventsPublic:

@@ -3,7 +3,7 @@
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
@@ -120,7 +120,11 @@ def update_task(session: SessionDep, task_name: str, task_in: TaskUpdate) -> Tas
     response_model=TaskPublic,
     responses={404: {}},
 )
-def promote_adapter(session: SessionDep, task_name: str, version: int) -> TaskPublic:
+def promote_adapter(
+    session: SessionDep,
+    task_name: str,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1, description="Adapter version.")],
+) -> TaskPublic:
     """Make one adapter version the task's live version (also rolls back)."""
     task = get_task_or_raise(session, task_name)
     exists = session.scalar(

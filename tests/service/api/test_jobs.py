@@ -239,6 +239,15 @@ def test_read_job_events(client: TestClient, session: Session, train_dataset: di
     assert later["count"] == 2
 
 
+def test_read_job_events_unknown_kind_rejected(client: TestClient, train_dataset: dict) -> None:
+    job = submit_job(client, task="reviews", train_dataset_id=train_dataset["id"])
+
+    response = client.get(f"/v1/jobs/{job['id']}/events", params={"kind": "bogus"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "kind"]
+
+
 def test_read_job_events_missing_job(client: TestClient) -> None:
     response = client.get("/v1/jobs/0123456789abcdef/events")
 

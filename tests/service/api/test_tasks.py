@@ -98,7 +98,7 @@ def test_predict_unknown_task(client: TestClient, settings: Settings, tiny_model
     response = client.post("/v1/tasks/nope/predict", json={"inputs": ["great film"]})
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "Task not found"}
+    assert response.json() == {"detail": "Task not found: 'nope'"}
 
 
 @pytest.mark.parametrize("inputs", [[], [""], ["fine", "   "], ["x"] * 1025, "not a list"])
@@ -139,6 +139,16 @@ def test_promote_missing_version_is_not_found(client, session) -> None:
 
     assert response.status_code == 404
     assert response.json()["detail"] == "Adapter version not found"
+
+
+def test_promote_version_out_of_range_is_rejected(client, session) -> None:
+    session.add(Task(name="intent", task_type="text_classification", labels=["a", "b"]))
+    session.commit()
+
+    response = client.post("/v1/tasks/intent/adapters/99999999999999999999999/promote")
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "version"]
 
 
 def test_promote_on_missing_task_is_not_found(client) -> None:
