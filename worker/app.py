@@ -18,8 +18,8 @@ logger = logging.getLogger(__name__)
 
 # Set when the worker begins a warm shutdown (SIGTERM, or the first Ctrl+C). The solo pool
 # waits for the running task, so the job's progress callback polls this every few steps and
-# puts the job back on the queue (worker/jobs.py), to train again from its start on the next
-# worker, instead of running on until its supervisor's grace period ends in a kill.
+# puts the job back on the queue (worker/jobs.py). The next worker trains it again from its
+# start, and this one exits before its supervisor's grace period ends in a kill.
 shutdown_requested = threading.Event()
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"

@@ -228,7 +228,7 @@ class Encoder(nn.Module):
         # A trainer under bf16 autocast sets bf16, so the residual stream is not cast back and
         # forth around every matmul (LayerNorm still normalises in fp32 internally).
         self.residual_dtype: torch.dtype | None = None
-        # False makes every token segment 0, whatever token_type_ids say (see
+        # False runs every token as segment 0 and ignores token_type_ids (see
         # BaseModelSpec.segment_ids).
         self.reads_token_types = True
 

@@ -10,6 +10,8 @@ of the encoder) or a slot table `[S, size]` whose row s serves slot s. Every row
 identity until a slot is written, so slot 0 always leaves activations unchanged.
 """
 
+from abc import ABC, abstractmethod
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,7 +19,7 @@ from torch import nn
 from service.modeling.lora import AdapterRoute
 
 
-class SlotVector(nn.Module):
+class SlotVector(nn.Module, ABC):
     """A vector combined elementwise with activations `[B, T, size]`, by a subclass's rule."""
 
     identity: float
@@ -29,8 +31,9 @@ class SlotVector(nn.Module):
         self.slot_table: torch.Tensor | None = None
         self.filled_slots: set[int] = set()
 
+    @abstractmethod
     def combine(self, x: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Return `x` with `vector` applied: scaled by it or shifted by it."""
 
     # trainable vector
 

@@ -279,7 +279,7 @@ class Trainer:
             for batch in sorted_batches(eval_features.lengths, EVAL_BATCH_SIZE)
         ]
 
-        # The linear probe of a pooled task type trains on features computed once; a
+        # The linear probe of a pooled task type trains on features computed once. A
         # token-level head reads every token, so its frozen encoder runs in every step.
         cached = eval_cached = None
         if self.strategy.uses_cached_features and not self.task.token_level:

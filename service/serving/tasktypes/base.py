@@ -1,5 +1,6 @@
 """The interface between the serving engine and one task type."""
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,16 +25,16 @@ class EncodedRow:
     token_type_ids: list[int] | None = None
 
 
-class ServingTaskType:
+class ServingTaskType(ABC):
     """Encoding and decoding for one task type; subclasses set `name` and `token_level`."""
 
     name: str
     # True when the head runs on every token (NER, QA), False when it runs on the pooled row.
     token_level: bool = False
 
+    @abstractmethod
     def parse_input(self, item: Any) -> Any:
         """Return `item` in the form `encode` expects; raise ValueError with a user message."""
-        raise NotImplementedError
 
     def parse_input_for(self, loaded: LoadedAdapter, item: Any) -> Any:
         """Return `item` parsed for the adapter `loaded`; raise ValueError with a user message.
@@ -43,12 +44,13 @@ class ServingTaskType:
         """
         return self.parse_input(item)
 
+    @abstractmethod
     def encode(
         self, tokenizer: PreTrainedTokenizerFast, rows: list[tuple[LoadedAdapter, Any]]
     ) -> tuple[list[EncodedRow], Any]:
         """Return the encoder rows of (adapter, input) rows, and a plan that `decode` reads."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(
         self,
         rows: list[tuple[LoadedAdapter, Any]],
@@ -61,4 +63,3 @@ class ServingTaskType:
         `outputs[i]` belongs to `encoded[i]`: `[num_outputs]` for pooled task types, and
         `[num_tokens, num_outputs]` for token-level ones.
         """
-        raise NotImplementedError

@@ -1,5 +1,6 @@
 """The strategy interface: which encoder parameters train, when, and what the delta holds."""
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -56,7 +57,7 @@ class EncoderUpdate:
         }
 
 
-class Strategy:
+class Strategy(ABC):
     """Prepares a trainer's private encoder copy and extracts its delta after training.
 
     Lifecycle: `prepare` (attach modules, set the first epoch's trainable set), optionally
@@ -71,14 +72,15 @@ class Strategy:
     def __init__(self, hyperparameters: TrainingHyperparameters) -> None:
         self.hp = hyperparameters
 
+    @abstractmethod
     def prepare(self, encoder: Encoder) -> None:
-        raise NotImplementedError
+        """Attach the strategy's modules to `encoder` and set the first epoch's trainable set."""
 
     def trainable_parameters(self, encoder: Encoder) -> dict[str, nn.Parameter]:
         """Return every encoder parameter that trains in some epoch, by name in `encoder`."""
         return {name: p for name, p in encoder.named_parameters() if p.requires_grad}
 
-    def start_epoch(self, encoder: Encoder, epoch: int) -> None:
+    def start_epoch(self, encoder: Encoder, epoch: int) -> None:  # noqa: B027 (an optional hook)
         """Set which parameters train in `epoch` (0-based). Most strategies keep one set."""
 
     def load_init(self, encoder: Encoder, delta: Delta) -> None:
@@ -89,8 +91,9 @@ class Strategy:
         """Return the route of a training batch, which only frozen deltas in slots need."""
         return None
 
+    @abstractmethod
     def export(self, encoder: Encoder, spec: BaseModelSpec) -> EncoderUpdate:
-        raise NotImplementedError
+        """Return the trained encoder tensors as the delta's encoder update."""
 
 
 def target_name(path: str) -> str:

@@ -6,6 +6,8 @@ the encoder (`keep_dense`). The embeddings stay frozen except in `full`; the slo
 carry embedding changes, so a compressed `full` delta drops them and reports how much.
 """
 
+from abc import abstractmethod
+
 import torch
 from torch import nn
 
@@ -34,8 +36,9 @@ def block_parameters(encoder: Encoder, blocks: range) -> dict[str, nn.Parameter]
 class DenseStrategy(Strategy):
     hp: DenseHyperparameters
 
+    @abstractmethod
     def trainable_parameters(self, encoder: Encoder) -> dict[str, nn.Parameter]:
-        raise NotImplementedError
+        """Return the encoder parameters that this strategy trains in some epoch, by name."""
 
     def prepare(self, encoder: Encoder) -> None:
         encoder.requires_grad_(False)

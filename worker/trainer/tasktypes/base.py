@@ -17,6 +17,7 @@ ones (`token_level = True`) get `[B, T, num_outputs]` from the head on every tok
 """
 
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -141,7 +142,7 @@ def _types_or_zeros(features: Features) -> list[list[int]]:
     return [[0] * len(ids) for ids in features.token_ids]
 
 
-class TrainingTaskType:
+class TrainingTaskType(ABC):
     """What the training loop needs to know about one task type.
 
     Args:
@@ -167,12 +168,14 @@ class TrainingTaskType:
         """The metrics that can select the best epoch, the default one first."""
         return SELECTION_METRICS[self.name]
 
-    def fit(self, train_examples: list[dict]) -> None:
+    def fit(self, train_examples: list[dict]) -> None:  # noqa: B027 (an optional hook)
         """Learn what encoding needs from the training examples; most task types need nothing."""
 
+    @abstractmethod
     def featurize(self, tokenizer: PreTrainedTokenizerFast, examples: list[dict]) -> Features:
-        raise NotImplementedError
+        """Return the encoder rows, targets and loss units of `examples`."""
 
+    @abstractmethod
     def loss_sum(
         self, outputs: torch.Tensor, targets: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> torch.Tensor:
@@ -184,8 +187,8 @@ class TrainingTaskType:
             attention_mask: `[B, T]`, 1 on real tokens and 0 on padding; None for the
                 linear probe's cached pooled features, which have no tokens.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def compute_metrics(self, features: Features, outputs: list[torch.Tensor]) -> dict[str, float]:
         """Return the metrics of the eval rows' outputs.
 
@@ -194,7 +197,6 @@ class TrainingTaskType:
             outputs: per row, its output on the CPU in fp32: `[C]`, or `[num_tokens, C]`
                 for the row's own tokens (padding removed).
         """
-        raise NotImplementedError
 
     def delta_extra(self) -> dict[str, str]:
         """Return the settings that serving reads from the delta's metadata."""
@@ -210,16 +212,16 @@ class TrainingTaskType:
         """
         return random_split(len(examples), fraction, seed)
 
+    @abstractmethod
     def serving_input(self, example: dict) -> str | dict:
         """Return the predict input of an example, as a client would send it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def prediction_metrics(self, examples: list[dict], predictions: list[dict]) -> dict[str, float]:
         """Return the metrics of served predictions, one per example, by compute_metrics' names.
 
         Labels of the examples that the model lacks count as misses.
         """
-        raise NotImplementedError
 
     def unknown_labels(self, examples: list[dict]) -> list[str]:
         """Return the labels (or tags) of `examples` that are not the task's, sorted.
